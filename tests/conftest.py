@@ -1,0 +1,33 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The real embedded model and tokenizer (converted once into the user cache)."""
+    from conva_nb.models import load_model
+    return load_model("embedded")
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch):
+    """A private, empty CONVA_NB_CACHE for tests that check caching."""
+    monkeypatch.setenv("CONVA_NB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture(scope="session")
+def touche_dir():
+    d = SHARED / "data" / "touche23"
+    if not (d / "arguments-training.tsv").exists():
+        pytest.skip("Touché23 data not found beside the checkout (../shared/data/touche23)")
+    return d

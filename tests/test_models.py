@@ -1,0 +1,98 @@
+import json
+import shutil
+
+import pytest
+import torch
+
+from conva_nb.models import decoder_layers, layer_paths, load_model, model_identity
+from tiny import ARCHS, tiny_model
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_decoder_layers_found_for_each_family(arch):
+    model, _ = tiny_model(arch)
+    layers = decoder_layers(model)
+    assert len(layers) == 4
+    assert all(isinstance(layer, torch.nn.Module) for layer in layers)
+
+
+def test_unmappable_model_names_paths_tried():
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
+
+    with pytest.raises(ValueError) as err:
+        decoder_layers(Odd())
+    assert all(p in str(err.value) for p in layer_paths())
+    assert "layers_path" in str(err.value)
+    assert len(decoder_layers(Odd(), path="blocks")) == 1
+
+
+def test_load_local_directory_roundtrip(tmp_path):
+    model, tok = tiny_model("qwen2")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, ltok = load_model(str(tmp_path), device="cpu")
+    ids = tok("the friend helped", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, loaded(ids).logits, rtol=1e-5, atol=1e-5)
+    assert ltok.padding_side == "left"
+    assert model_identity(loaded) == str(tmp_path.resolve())
+
+
+def test_load_bad_inputs(tmp_path):
+    with pytest.raises(ValueError, match="config.json"):
+        load_model(str(tmp_path))
+    with pytest.raises(ValueError, match="embedded"):
+        load_model("")
+    with pytest.raises(ValueError, match="cannot load model"):
+        load_model("no-such-org/no-such-model-xyz")
+
+
+def test_load_with_dtype(tmp_path):
+    model, tok = tiny_model("llama")
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded, _ = load_model(str(tmp_path), device="cpu", dtype="bfloat16")
+    assert next(loaded.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.embedded
+def test_embedded_copy_matches_gguf(embedded):
+    from conva_nb.models import load_embedded_from_gguf
+    model, tok = embedded
+    gmodel, gtok = load_embedded_from_gguf()
+    texts = ["The train arrived on time.", "She always helps her neighbours, naïvely or not!"]
+    for t in texts:
+        assert tok(t).input_ids == gtok(t).input_ids
+        assert tok(t).input_ids[0] == tok.bos_token_id
+        ids = tok(t, return_tensors="pt").input_ids
+        with torch.no_grad():
+            assert torch.equal(model(ids).logits, gmodel(ids).logits)
+    assert len(decoder_layers(model)) == model.config.num_hidden_layers == 18
+    assert model_identity(model).startswith("embedded:")
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_half_written_cache_is_rebuilt(embedded, tmp_cache):
+    """A copy without its completion marker (a crash mid-save) is never loaded."""
+    from conva_nb.models import _EMBEDDED_DIR, cache_dir, embedded_gguf_path
+    import os
+    src_cache = embedded[0].name_or_path
+    (tmp_cache / "gguf").mkdir(parents=True)
+    real_gguf = os.path.join(os.path.dirname(src_cache), "gguf")
+    for f in os.listdir(real_gguf):
+        os.symlink(os.path.join(real_gguf, f), tmp_cache / "gguf" / f)
+    broken = cache_dir() / _EMBEDDED_DIR
+    broken.mkdir()
+    (broken / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
+    (broken / "model.safetensors").write_bytes(b"truncated")
+    model, tok = load_model("embedded")
+    assert (broken / "CONVA_COMPLETE.json").exists()
+    ids = tok("Hello there", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, embedded[0](ids).logits)
+    assert embedded_gguf_path().is_symlink()
+    shutil.rmtree(broken)
