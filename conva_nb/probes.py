@@ -1,0 +1,235 @@
+"""Per-layer logistic probes and value vectors.
+
+At every decoder layer a logistic regression ``P(e) = sigmoid(w·e + b)`` is fit
+on pooled activations of positive vs negative twins; ``v = w / ‖w‖`` is the
+layer's value vector. Features are divided by one scalar per layer (the mean
+activation norm) before fitting, so one grid of regularisation strengths suits
+every layer; ``w`` and ``b`` are folded back into raw activation space.
+
+Note for steering: the closed-form edit is ``(logit(P0) − w·e − b) / ‖w‖``, so
+the edit size scales with ``1/‖w‖`` — stronger regularisation (smaller ``C``)
+means a smaller ``‖w‖`` and larger edits at the same ``P0``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from .activations import extract
+from .datasets import load_naive_pairs, load_negation_control, load_pairs
+from .models import cache_dir, decoder_layers, model_identity
+from .values import canonical
+
+__all__ = ["ProbeBank", "fit_layer", "train_probes", "pair_arrays", "bank_path", "get_bank",
+           "negation_control_accuracy", "DEFAULT_CS"]
+
+DEFAULT_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass
+class ProbeBank:
+    """Probes of one value at every layer of one model.
+
+    Attributes (all per layer, in ``layers`` order): ``W`` ``[L, H]`` float32,
+    ``b`` ``[L]``, ``train_acc``, ``test_acc``, ``C``. ``v`` is ``W`` row-normalised.
+    """
+    value: str
+    model_id: str
+    hidden_size: int
+    n_layers: int
+    pooling: str
+    data: str
+    layers: list[int]
+    W: np.ndarray
+    b: np.ndarray
+    train_acc: np.ndarray
+    test_acc: np.ndarray
+    C: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def v(self) -> np.ndarray:
+        """Unit value vectors ``[L, H]``."""
+        return self.W / np.linalg.norm(self.W, axis=1, keepdims=True)
+
+    @property
+    def w_norm(self) -> np.ndarray:
+        return np.linalg.norm(self.W, axis=1)
+
+    def probe(self, layer: int) -> tuple[np.ndarray, float]:
+        """``(w, b)`` of one layer (decoder layer index, not row)."""
+        i = self.layers.index(layer)
+        return self.W[i], float(self.b[i])
+
+    def select_layers(self, min_acc: float = 0.9, exclude_last: int = 5) -> list[int]:
+        """Layers with ``test_acc > min_acc``, not among the last ``exclude_last``.
+
+        Fallback when none passes: the single most accurate allowed layer (so a
+        weak value is still steerable, at its best layer; check ``test_acc``).
+        """
+        allowed = [l for l in self.layers if l < self.n_layers - exclude_last] or list(self.layers)
+        acc = {l: float(self.test_acc[self.layers.index(l)]) for l in allowed}
+        chosen = [l for l in allowed if acc[l] > min_acc]
+        return chosen or [max(allowed, key=acc.get)]
+
+    def predict_proba(self, acts: np.ndarray, layer: int) -> np.ndarray:
+        """P(value) for activations ``[n, H]`` at ``layer``."""
+        w, b = self.probe(layer)
+        return 1.0 / (1.0 + np.exp(-(acts.astype(np.float32) @ w + b)))
+
+    def check_compatible(self, model) -> None:
+        """ValueError if ``model`` has another layer count or hidden size."""
+        n = len(decoder_layers(model, getattr(model, "conva_layers_path", None)))
+        h = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd
+        if (n, h) != (self.n_layers, self.hidden_size):
+            raise ValueError(
+                f"this {self.value} bank was trained on {self.model_id} ({self.n_layers} layers, "
+                f"hidden size {self.hidden_size}); the model given has {n} layers, hidden size {h}."
+                " Train a bank for this model (conva-nb probe --model ...)")
+
+    def to_dict(self) -> dict:
+        keys = ("value", "model_id", "hidden_size", "n_layers", "pooling", "data", "layers")
+        d = {k: getattr(self, k) for k in keys}
+        d.update(train_acc=self.train_acc.tolist(), test_acc=self.test_acc.tolist(),
+                 C=self.C.tolist(), w_norm=self.w_norm.tolist(), meta=self.meta)
+        return d
+
+    def save(self, path) -> Path:
+        """Write ``path/vectors.safetensors`` and ``path/bank.json``; returns the directory."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({"W": self.W.astype(np.float32), "b": self.b.astype(np.float32)},
+                  str(path / "vectors.safetensors"))
+        (path / "bank.json").write_text(json.dumps(self.to_dict(), indent=1))
+        return path.resolve()
+
+    @classmethod
+    def load(cls, path, model=None) -> "ProbeBank":
+        path = Path(path)
+        if not (path / "bank.json").is_file() or not (path / "vectors.safetensors").is_file():
+            raise FileNotFoundError(f"{path}: not a probe bank (needs bank.json and "
+                                    "vectors.safetensors)")
+        d = json.loads((path / "bank.json").read_text())
+        t = load_file(str(path / "vectors.safetensors"))
+        bank = cls(value=d["value"], model_id=d["model_id"], hidden_size=d["hidden_size"],
+                   n_layers=d["n_layers"], pooling=d["pooling"], data=d["data"],
+                   layers=d["layers"], W=t["W"], b=t["b"], train_acc=np.array(d["train_acc"]),
+                   test_acc=np.array(d["test_acc"]), C=np.array(d["C"]), meta=d.get("meta", {}))
+        if model is not None:
+            bank.check_compatible(model)
+        return bank
+
+
+def fit_layer(x: np.ndarray, y: np.ndarray, groups: np.ndarray, Cs=DEFAULT_CS, C=None,
+              seed: int = 0):
+    """Fit one probe; ``C`` fixed or chosen by grouped 5-fold CV over ``Cs``.
+
+    x ``[n, H]``, y ``[n]`` 0/1, groups ``[n]`` (twins share a group).
+    Returns raw-space ``(w [H], b, C, cv_scores)``.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+    scale = float(np.linalg.norm(x, axis=1).mean()) / np.sqrt(x.shape[1])
+    xs = x / scale
+    base = LogisticRegression(max_iter=5000, random_state=seed)
+    cv_scores = {}
+    if C is None:
+        search = GridSearchCV(base, {"C": list(Cs)}, cv=GroupKFold(5), n_jobs=1)
+        search.fit(xs, y, groups=groups)
+        C = float(search.best_params_["C"])
+        cv_scores = dict(zip(map(float, Cs), search.cv_results_["mean_test_score"].tolist()))
+        clf = search.best_estimator_
+    else:
+        clf = base.set_params(C=C).fit(xs, y)
+    w = (clf.coef_[0] / scale).astype(np.float32)
+    return w, float(clf.intercept_[0]), float(C), cv_scores
+
+
+def pair_arrays(model, tokenizer, pairs: list[dict], pooling: str = "last", layers=None,
+                progress: bool = True):
+    """Activations ``[2n, L, H]``, labels (1 = positive) and pair groups for twins."""
+    texts = [p["positive"] for p in pairs] + [p["negative"] for p in pairs]
+    x = extract(model, tokenizer, texts, pooling=pooling, layers=layers, progress=progress)
+    n = len(pairs)
+    return x, np.r_[np.ones(n), np.zeros(n)].astype(int), np.r_[np.arange(n), np.arange(n)]
+
+
+def _split_naive(pairs, seed=0):
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(pairs))
+    cut = int(0.8 * len(pairs))
+    return [pairs[i] for i in idx[:cut]], [pairs[i] for i in idx[cut:]]
+
+
+def train_probes(model, tokenizer, value: str, data: str = "controlled", pooling: str = "last",
+                 layers=None, Cs=DEFAULT_CS, C: float | None = None, pairs=None,
+                 test_pairs=None, progress: bool = True) -> ProbeBank:
+    """Fit a probe at every (or the given) decoder layer for ``value``.
+
+    data: ``"controlled"`` (train split; tested on the held-out twins) or ``"naive"``
+    (80/20 split). ``pairs``/``test_pairs`` override the shipped data.
+    """
+    value = canonical(value)
+    if data not in ("controlled", "naive"):
+        raise ValueError(f"unknown data {data!r}; valid: controlled, naive")
+    if pairs is None:
+        if data == "controlled":
+            pairs, test_pairs = load_pairs(value, "train"), load_pairs(value, "heldout")
+        else:
+            pairs, test_pairs = _split_naive(load_naive_pairs(value))
+    n_layers = len(decoder_layers(model, getattr(model, "conva_layers_path", None)))
+    layers = list(range(n_layers)) if layers is None else list(layers)
+    t0 = time.time()
+    xtr, ytr, gtr = pair_arrays(model, tokenizer, pairs, pooling, layers, progress)
+    xte, yte, _ = pair_arrays(model, tokenizer, test_pairs, pooling, layers, progress)
+    W, b, tr, te, Cl, cv = [], [], [], [], [], []
+    for i in range(len(layers)):
+        w, bi, c, scores = fit_layer(xtr[:, i], ytr, gtr, Cs=Cs, C=C)
+        W.append(w); b.append(bi); Cl.append(c); cv.append(scores)
+        tr.append(float((((xtr[:, i] @ w + bi) > 0).astype(int) == ytr).mean()))
+        te.append(float((((xte[:, i] @ w + bi) > 0).astype(int) == yte).mean()))
+    return ProbeBank(value=value, model_id=model_identity(model), hidden_size=xtr.shape[-1],
+                     n_layers=n_layers, pooling=pooling, data=data, layers=layers,
+                     W=np.stack(W), b=np.array(b, np.float32), train_acc=np.array(tr),
+                     test_acc=np.array(te), C=np.array(Cl),
+                     meta={"n_train_pairs": len(pairs), "n_test_pairs": len(test_pairs),
+                           "cv_scores": cv, "seconds": round(time.time() - t0, 1)})
+
+
+def negation_control_accuracy(model, tokenizer, bank: ProbeBank, layer: int) -> dict:
+    """How well ``bank``'s probe at ``layer`` separates affirmative from negated sentences.
+
+    Accuracy and ROC-AUC are reported orientation-free (``max(a, 1 − a)``): 0.5 means
+    the probe ignores negation.
+    """
+    from sklearn.metrics import roc_auc_score
+    rows = load_negation_control()
+    x = extract(model, tokenizer, [r["affirmative"] for r in rows] + [r["negated"] for r in rows],
+                pooling=bank.pooling, layers=[layer], progress=False)[:, 0]
+    y = np.r_[np.ones(len(rows)), np.zeros(len(rows))]
+    p = bank.predict_proba(x, layer)
+    acc = float(((p > 0.5) == y).mean())
+    auc = float(roc_auc_score(y, p))
+    return {"layer": layer, "acc": max(acc, 1 - acc), "auc": max(auc, 1 - auc)}
+
+
+def bank_path(model, value: str, data: str = "controlled", pooling: str = "last") -> Path:
+    import hashlib
+    key = hashlib.sha256(model_identity(model).encode()).hexdigest()[:16]
+    return cache_dir() / "banks" / key / f"{canonical(value)}-{data}-{pooling}"
+
+
+def get_bank(model, tokenizer, value: str, data: str = "controlled", pooling: str = "last",
+             retrain: bool = False, progress: bool = True, **kwargs) -> ProbeBank:
+    """The cached bank for (model, value, data, pooling), trained on first use."""
+    path = bank_path(model, value, data, pooling)
+    if not retrain and (path / "bank.json").exists():
+        return ProbeBank.load(path, model)
+    bank = train_probes(model, tokenizer, value, data, pooling, progress=progress, **kwargs)
+    bank.save(path)
+    return bank
