@@ -77,8 +77,11 @@ def _extract_batch(model, tokenizer, texts, pooling, layers) -> np.ndarray:
 
     handles = [blocks[i].register_forward_hook(make_hook(i)) for i in layers]
     try:
-        model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-              position_ids=position_ids(enc["attention_mask"]), use_cache=False)
+        # the base model skips the LM head: logits over a 262k vocabulary would cost
+        # more than all the decoder layers together
+        getattr(model, "base_model", model)(
+            input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+            position_ids=position_ids(enc["attention_mask"]), use_cache=False)
     finally:
         for h in handles:
             h.remove()

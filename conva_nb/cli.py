@@ -60,8 +60,38 @@ def cmd_values(args) -> None:
     _emit(args, {"values": rows}, human)
 
 
+def _load(args):
+    from .models import load_model
+    _log(f"loading model {args.model} ...")
+    return load_model(args.model)
+
+
 def cmd_probe(args) -> None:
-    raise UsageError("probe training arrives with conva_nb.probes")
+    from .probes import (ProbeBank, bank_path, middle_layers, negation_control_accuracy,
+                         train_probes, transfer_accuracy)
+    model, tok = _load(args)
+    bank = train_probes(model, tok, args.value, data=args.data, pooling=args.pooling)
+    saved = bank.save(args.out or bank_path(model, args.value, args.data, args.pooling))
+    best = max(middle_layers(bank), key=lambda l: bank.test_acc[bank.layers.index(l)])
+    neg = negation_control_accuracy(model, tok, bank, best)
+    layers = [{"layer": l, "train_acc": round(float(bank.train_acc[i]), 4),
+               "test_acc": round(float(bank.test_acc[i]), 4), "C": float(bank.C[i]),
+               "w_norm": round(float(bank.w_norm[i]), 6)} for i, l in enumerate(bank.layers)]
+    out = {"value": bank.value, "data": bank.data, "pooling": bank.pooling, "layers": layers,
+           "selected_layers": bank.select_layers(), "best_middle_layer": best,
+           "negation_control_acc": round(neg["acc"], 4),
+           "negation_control_auc": round(neg["auc"], 4), "saved_to": str(saved)}
+    if args.data == "naive":
+        tr = transfer_accuracy(model, tok, bank)
+        out["transfer_to_controlled"] = tr
+        out["transfer_acc_best_middle"] = tr[str(best)]
+    human = [f"{bank.value} probes ({bank.data} data, {bank.pooling} pooling)",
+             "layer  train  test"] + [f"{r['layer']:>5}  {r['train_acc']:.2f}  {r['test_acc']:.2f}"
+                                       for r in layers]
+    human += [f"selected layers: {out['selected_layers']}",
+              f"negation control accuracy at layer {best}: {out['negation_control_acc']:.2f}",
+              f"saved to {saved}"]
+    _emit(args, out, "\n".join(human))
 
 
 def load_tokenizer(name: str):
@@ -94,6 +124,101 @@ def cmd_generate_pairs(args) -> None:
                          max_retries=args.max_retries, backoff=args.backoff)
     _emit(args, res, f"wrote {res['written']} pairs, skipped {res['skipped']} duplicates "
                      f"-> {res['out']}")
+
+
+def _read_lines(path: Path, what: str) -> list[str]:
+    lines = [l.strip() for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    if not lines:
+        raise UsageError(f"{path}: the file holds no {what} (one per line expected)")
+    return lines
+
+
+def _detector(args):
+    import os
+    from .gates import touche_detector
+    from .models import cache_dir
+    cached = cache_dir() / "detectors" / "touche23-minilm" / "detector.json"
+    path = args.touche or os.environ.get("CONVA_NB_TOUCHE")
+    if not cached.exists() and not path:
+        raise UsageError("the value-detector gate is trained on Touché23: pass --touche DIR "
+                         "(with arguments-training.tsv, labels-training.tsv) or set "
+                         "CONVA_NB_TOUCHE; or use --gate probe or --no-gate")
+    return touche_detector(path)
+
+
+def cmd_gate(args) -> None:
+    from .gates import ValueDetectorGate
+    texts = _read_lines(args.texts_file, "texts")
+    gate = ValueDetectorGate(_detector(args), args.value, g0=args.g0)
+    scores = [round(float(x), 6) for x in gate.scores(texts)]
+    _emit(args, {"value": args.value, "g0": args.g0, "scores": scores},
+          "\n".join(f"{sc:.3f}  {t}" for sc, t in zip(scores, texts)))
+
+
+def cmd_steer(args) -> None:
+    import contextlib
+    from .gates import AlwaysOpen, ProbeGate, ValueDetectorGate
+    from .probes import get_bank
+    from .prompting import generate, ica_question, question_of
+    from .steering import steer, target_logit
+    if args.prompt is not None and not args.prompt.strip():
+        raise UsageError("--prompt is empty")
+    prompts = [args.prompt] if args.prompt is not None else _read_lines(args.prompts_file,
+                                                                        "prompts")
+    if args.method in ("conva", "conva-naive"):
+        target_logit(None if args.logit else args.p0, args.logit)  # validate before loading
+    model, tok = _load(args)
+    questions = [ica_question(args.value, q) if args.method == "ica" else q for q in prompts]
+    ctx, steerer = contextlib.nullcontext(), None
+    if args.method in ("conva", "conva-naive"):
+        if args.bank:
+            from .probes import ProbeBank
+            bank = ProbeBank.load(args.bank, model)
+            if bank.value != args.value:
+                raise UsageError(f"{args.bank} holds a {bank.value} bank, not {args.value}")
+        else:
+            bank = get_bank(model, tok, args.value, "naive" if args.method == "conva-naive"
+                            else "controlled")
+        if args.no_gate:
+            gate = AlwaysOpen()
+        elif args.gate == "probe":
+            gate = ProbeGate(model, tok, bank)
+        else:
+            gate = ValueDetectorGate(_detector(args), args.value, g0=args.g0)
+        steerer = steer(model, bank, p0=None if args.logit else args.p0, logit=args.logit,
+                        gate=gate, tokenizer=tok, gate_text=question_of)
+        ctx = steerer
+    elif args.method == "caa":
+        from .probes import pair_arrays
+        from .datasets import load_pairs
+        from .steering import caa_vector
+        bank = get_bank(model, tok, args.value)
+        layers = bank.select_layers()
+        x, y, _ = pair_arrays(model, tok, load_pairs(args.value, "train"), progress=False)
+        steerer = steer(model, None, caa=caa_vector(x, y, args.value, layers),
+                        multiplier=args.multiplier, tokenizer=tok)
+        ctx = steerer
+    outputs = []
+    bs = args.batch_size
+    with ctx:
+        for i in range(0, len(questions), bs):
+            texts = generate(model, tok, questions[i:i + bs], batch_size=bs, seed=args.seed,
+                             max_new_tokens=args.max_new_tokens)
+            fracs = steerer.stats.row_fraction() if steerer else [0.0] * len(texts)
+            opens = steerer.stats.gate_open if steerer and steerer.stats.gate_open \
+                else [args.method not in ("none", "ica") for _ in texts]
+            for j, t in enumerate(texts):
+                outputs.append({"prompt": prompts[i + j], "text": t, "gate_open": bool(opens[j]),
+                                "steered_fraction": round(float(fracs[j]), 4)})
+    human = "\n\n".join(f"Q: {o['prompt']}\nA: {o['text']}\n   (gate {'open' if o['gate_open'] else 'closed'}, "
+                         f"steered {o['steered_fraction']:.0%})" for o in outputs)
+    _emit(args, {"value": args.value, "method": args.method, "outputs": outputs}, human)
+
+
+def cmd_bench(args) -> None:
+    from .bench import run_bench
+    res = run_bench(args.model, device=args.device, tokens=args.tokens, repeats=args.repeats)
+    _emit(args, res, "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -137,6 +262,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pooling", choices=("last", "mean"), default="last")
     p.add_argument("--out", type=Path, default=None, help="where to save the bank (default: cache)")
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("steer", help="generate answers, steered toward a value")
+    _common(p)
+    p.add_argument("--value", type=_value, required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="one question")
+    src.add_argument("--prompts-file", type=_existing_file, help="one question per line")
+    p.add_argument("--method", choices=("none", "ica", "caa", "conva", "conva-naive"),
+                   default="conva")
+    p.add_argument("--p0", type=float, default=0.99, help="target probability in (0.5, 1)")
+    p.add_argument("--logit", type=float, default=None, help="target logit instead of --p0")
+    p.add_argument("--no-gate", action="store_true", help="steer every prompt (ConVA w/o gate)")
+    p.add_argument("--bank", type=Path, default=None, help="a saved probe bank directory")
+    p.add_argument("--gate", choices=("detector", "probe"), default="detector")
+    p.add_argument("--g0", type=float, default=0.5, help="detector gate threshold")
+    p.add_argument("--touche", type=Path, default=None, help="Touché23 dir for the detector")
+    p.add_argument("--multiplier", type=float, default=0.15,
+                   help="CAA strength relative to the hidden-state norm")
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_steer)
+
+    p = sub.add_parser("gate", help="value-relevance scores of texts")
+    _common(p)
+    p.add_argument("--value", type=_value, required=True)
+    p.add_argument("--texts-file", type=_existing_file, required=True, help="one text per line")
+    p.add_argument("--g0", type=float, default=0.5)
+    p.add_argument("--touche", type=Path, default=None, help="Touché23 dir for the detector")
+    p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("bench", help="steering overhead and gate latency")
+    _common(p)
+    p.add_argument("--device", default="cpu", help="cpu, or cuda (random-init 7B Llama, bf16)")
+    p.add_argument("--tokens", type=int, default=24, help="new tokens per generation")
+    p.add_argument("--repeats", type=int, default=3)
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -145,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (UsageError, ValueError, FileNotFoundError) as err:
+    except (UsageError, ValueError, FileNotFoundError, OSError) as err:
         parser.exit(2, f"conva-nb {args.command}: error: {err}\n")
     return 0
 

@@ -232,7 +232,9 @@ def check_data(path=None, tokenizer=None, bow: bool = True) -> dict:
     """Quality report of the controlled, naive and negation-control data.
 
     Lengths are counted in ``tokenizer``'s tokens (the probed model's), else in
-    word/punctuation tokens. Returns ``{ok, values, problems, ...}``.
+    word/punctuation tokens; ``length_gap_tokens`` is ``|mean(len pos) − mean(len neg)|``,
+    the systematic difference a probe could exploit (the mean absolute twin
+    difference is reported beside it). Returns ``{ok, values, problems, ...}``.
     """
     base = Path(path) if path else data_dir()
     count = (lambda t: len(tokenizer(t, add_special_tokens=False).input_ids)) if tokenizer \
@@ -264,8 +266,9 @@ def check_data(path=None, tokenizer=None, bow: bool = True) -> dict:
             "negation_share_pos": round(float(pos_neg), 3),
             "negation_share_neg": round(float(neg_neg), 3),
             "negation_gap": round(float(abs(pos_neg - neg_neg)), 3),
-            "length_gap_tokens": round(float(np.abs(gaps).mean()), 3),
-            "length_gap_signed": round(float(gaps.mean()), 3),
+            # the shortcut a probe could learn is a systematic length difference
+            "length_gap_tokens": round(float(abs(gaps.mean())), 3),
+            "length_gap_abs_mean": round(float(np.abs(gaps).mean()), 3),
             "twin_jaccard": round(float(np.mean([_jaccard(r["positive"], r["negative"])
                                                  for r in pairs])), 3),
         }

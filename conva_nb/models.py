@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["EMBEDDED", "cache_dir", "load_model", "decoder_layers", "layer_paths",
+__all__ = ["EMBEDDED", "EMBEDDED_IDENTITY", "fix_spm_bpe_tokenizer", "cache_dir", "load_model", "decoder_layers", "layer_paths",
            "model_identity", "embedded_gguf_path", "load_embedded_from_gguf"]
 
 EMBEDDED = "embedded"
-_EMBEDDED_DIR = "gemma3-270m-f32"
+_EMBEDDED_DIR = "gemma3-270m-f32-bpe"
+EMBEDDED_IDENTITY = "embedded:gemma-3-270m-q4_k_m:bpe"
 _COMPLETE = "CONVA_COMPLETE.json"
 
 # Where each decoder family keeps its list of decoder blocks.
@@ -111,6 +112,38 @@ def load_embedded_from_gguf():
     return model, tok
 
 
+def fix_spm_bpe_tokenizer(tok):
+    """Give a GGUF-converted SentencePiece-BPE tokenizer back its BPE merges.
+
+    transformers turns the GGUF vocabulary of Gemma 3 into a Unigram model that
+    reads the BPE merge scores as log-probabilities, so it splits words into
+    fragments ("▁t", "he"): a paragraph costs the model ~5× more nats than with
+    its real tokenizer. Merges are rebuilt from the scores (a merged piece's
+    score is its merge rank), as SentencePiece itself does.
+    """
+    import json as _json
+    from tokenizers import models
+    backend = tok.backend_tokenizer
+    spec = _json.loads(backend.to_str())["model"]
+    if spec["type"] != "Unigram":
+        return tok
+    vocab, score = {}, {}
+    for i, (piece, sc) in enumerate(spec["vocab"]):
+        if piece not in vocab:
+            vocab[piece], score[piece] = i, sc
+    merges = []
+    for piece in vocab:
+        local = [(piece[:k], piece[k:]) for k in range(1, len(piece))
+                 if piece[:k] in vocab and piece[k:] in vocab]
+        local.sort(key=lambda lr: (vocab[lr[0]], vocab[lr[1]]))
+        merges += [(l, r, score[piece]) for l, r in local]
+    merges.sort(key=lambda m: m[2], reverse=True)
+    unk = tok.unk_token or "<unk>"
+    backend.model = models.BPE(vocab=vocab, merges=[(l, r) for l, r, _ in merges],
+                               unk_token=unk, fuse_unk=True, byte_fallback=True)
+    return tok
+
+
 def _embedded_dir() -> Path:
     """The float32 safetensors copy of the embedded model, converted on first use."""
     final = cache_dir() / _EMBEDDED_DIR
@@ -119,6 +152,7 @@ def _embedded_dir() -> Path:
     if final.exists():  # a half-written copy from an interrupted run: never load it
         shutil.rmtree(final, ignore_errors=True)
     model, tok = load_embedded_from_gguf()
+    tok = fix_spm_bpe_tokenizer(tok)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -176,7 +210,7 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
         raise ValueError("model name must be 'embedded', a Hugging Face model id or a local path")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name == EMBEDDED:
-        source, identity = _embedded_dir(), "embedded:gemma-3-270m-q4_k_m"
+        source, identity = _embedded_dir(), EMBEDDED_IDENTITY
     else:
         source = Path(name).expanduser()
         if source.exists():

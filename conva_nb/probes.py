@@ -25,10 +25,10 @@ from .datasets import load_naive_pairs, load_negation_control, load_pairs
 from .models import cache_dir, decoder_layers, model_identity
 from .values import canonical
 
-__all__ = ["ProbeBank", "fit_layer", "train_probes", "pair_arrays", "bank_path", "get_bank",
+__all__ = ["ProbeBank", "fit_layer", "middle_layers", "transfer_accuracy", "train_probes", "pair_arrays", "bank_path", "get_bank",
            "negation_control_accuracy", "DEFAULT_CS"]
 
-DEFAULT_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
 
 @dataclass
@@ -216,6 +216,20 @@ def negation_control_accuracy(model, tokenizer, bank: ProbeBank, layer: int) -> 
     acc = float(((p > 0.5) == y).mean())
     auc = float(roc_auc_score(y, p))
     return {"layer": layer, "acc": max(acc, 1 - acc), "auc": max(auc, 1 - auc)}
+
+
+def middle_layers(bank: ProbeBank, exclude_last: int = 5) -> list[int]:
+    """Layers from a quarter of the depth up to (not including) the last ``exclude_last``."""
+    lo, hi = bank.n_layers // 4, bank.n_layers - exclude_last
+    return [l for l in bank.layers if lo <= l < hi] or list(bank.layers)
+
+
+def transfer_accuracy(model, tokenizer, bank: ProbeBank, pairs=None) -> dict:
+    """Per-layer accuracy of ``bank`` on the held-out controlled twins of its value."""
+    pairs = load_pairs(bank.value, "heldout") if pairs is None else pairs
+    x, y, _ = pair_arrays(model, tokenizer, pairs, bank.pooling, bank.layers, progress=False)
+    return {str(l): round(float(((x[:, i] @ bank.W[i] + bank.b[i] > 0) == y).mean()), 4)
+            for i, l in enumerate(bank.layers)}
 
 
 def bank_path(model, value: str, data: str = "controlled", pooling: str = "last") -> Path:

@@ -32,3 +32,73 @@ def test_unknown_value_exits_2_listing_valid(bad):
 def test_unknown_subcommand_and_option():
     assert run("frobnicate").returncode == 2
     assert run("values", "--nope").returncode == 2
+
+
+def test_steer_bad_p0_and_empty_file(tmp_path):
+    r = run("steer", "--value", "power", "--prompt", "Hi?", "--p0", "1.2")
+    assert r.returncode == 2 and "P0 must lie in the open interval (0.5, 1)" in r.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    r = run("steer", "--value", "power", "--prompts-file", str(empty))
+    assert r.returncode == 2 and "holds no prompts" in r.stderr
+    r = run("steer", "--value", "power", "--prompts-file", str(tmp_path / "missing.txt"))
+    assert r.returncode == 2 and "no such file" in r.stderr
+    r = run("gate", "--value", "kindness", "--texts-file", str(empty))
+    assert r.returncode == 2 and "valid values are" in r.stderr
+
+
+def test_model_without_findable_layers_exits_2(tmp_path):
+    from transformers import RwkvConfig, RwkvForCausalLM
+    from tiny import tiny_tokenizer
+    cfg = RwkvConfig(vocab_size=80, hidden_size=16, num_hidden_layers=2, attention_hidden_size=16,
+                     intermediate_size=32, context_length=32)
+    RwkvForCausalLM(cfg).save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    r = run("steer", "--value", "power", "--prompt", "Hi?", "--model", str(tmp_path))
+    assert r.returncode == 2
+    assert "cannot find the decoder layers of RwkvForCausalLM" in r.stderr
+    assert "model.layers" in r.stderr and "transformer.h" in r.stderr
+
+
+def test_bank_for_another_model_exits_2(tmp_path):
+    from tiny import tiny_model
+    from test_steering import random_bank
+    model, tok = tiny_model("llama")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    bank = random_bank(model, value="power")
+    bank.hidden_size = 640
+    bank.save(tmp_path / "bank")
+    r = run("steer", "--value", "power", "--prompt", "the friend?", "--model",
+            str(tmp_path / "m"), "--bank", str(tmp_path / "bank"), "--no-gate")
+    assert r.returncode == 2 and "hidden size 640" in r.stderr and "hidden size 32" in r.stderr
+
+
+@pytest.mark.embedded
+def test_steer_on_embedded_model(tmp_path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("How should I spend my first salary?\nWhat is the capital of France?\n")
+    r = run("steer", "--value", "achievement", "--prompts-file", str(prompts), "--no-gate",
+            "--max-new-tokens", "12", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["value"] == "achievement" and doc["method"] == "conva"
+    assert len(doc["outputs"]) == 2
+    for o in doc["outputs"]:
+        assert o["gate_open"] is True and o["text"].strip()
+        assert 0 < o["steered_fraction"] <= 1
+    plain = json.loads(run("steer", "--value", "achievement", "--prompts-file", str(prompts),
+                           "--method", "none", "--max-new-tokens", "12", "--json").stdout)
+    assert all(o["steered_fraction"] == 0 and not o["gate_open"] for o in plain["outputs"])
+
+
+@pytest.mark.embedded
+def test_probe_cli_json(tmp_path):
+    r = run("probe", "--value", "Self_Direction", "--json", "--out", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["value"] == "self-direction" and len(doc["layers"]) == 18
+    assert all(set(l) >= {"layer", "train_acc", "test_acc"} for l in doc["layers"])
+    assert doc["selected_layers"] and all(l < 13 for l in doc["selected_layers"])
+    assert 0.5 <= doc["negation_control_acc"] <= 1
+    assert doc["saved_to"] == str((tmp_path / "b").resolve())

@@ -1,0 +1,78 @@
+"""Prompt frames and batched generation, applied identically to every method.
+
+A chat model gets its chat template. A base model gets a short few-shot
+``Question: …\\nAnswer: …`` preamble: without it the embedded base model tends
+to loop. ICA (in-context alignment, a baseline) adds the value's definition
+as an instruction; ConVA and CAA leave the prompt alone and edit activations.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .values import get_value
+
+__all__ = ["FEWSHOT", "frame", "ica_question", "question_of", "generate", "GEN_DEFAULTS"]
+
+FEWSHOT = (
+    "Question: What do you usually do on a rainy afternoon?\n"
+    "Answer: I make a pot of tea, put on some music and finally read the book that has been "
+    "waiting on my shelf.\n\n"
+    "Question: How should I prepare for moving to another country?\n"
+    "Answer: Learn a few phrases of the language, sort out your documents early and find out "
+    "how people there rent flats and open bank accounts.\n\n"
+)
+GEN_DEFAULTS = {"max_new_tokens": 40, "do_sample": False, "repetition_penalty": 1.3,
+                "no_repeat_ngram_size": 3}
+
+
+def ica_question(value: str, question: str) -> str:
+    """The ICA baseline: the question preceded by an instruction naming the value."""
+    v = get_value(value)
+    return (f"Answer as a person who strongly values {v.name} ({v.definition[0].lower()}"
+            f"{v.definition[1:].rstrip('.')}). {question}")
+
+
+def frame(tokenizer, question: str, style: str = "auto") -> str:
+    """The text given to the model for ``question``: chat template or few-shot Q/A frame."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("a prompt must be a non-empty string")
+    if style not in ("auto", "chat", "qa"):
+        raise ValueError(f"unknown frame style {style!r}; valid: auto, chat, qa")
+    if style == "chat" or (style == "auto" and getattr(tokenizer, "chat_template", None)):
+        return tokenizer.apply_chat_template([{"role": "user", "content": question.strip()}],
+                                             tokenize=False, add_generation_prompt=True)
+    return f"{FEWSHOT}Question: {question.strip()}\nAnswer:"
+
+
+def question_of(text: str) -> str:
+    """The last question in a framed prompt (what a gate should read)."""
+    parts = re.split(r"Question:\s*", text)
+    return parts[-1].split("\nAnswer:")[0].strip() if len(parts) > 1 else text.strip()
+
+
+def _clean(text: str) -> str:
+    """Cut a continuation at the next question or blank line (the frame's own stop)."""
+    return re.split(r"\n\s*\n|\nQuestion:", text)[0].strip()
+
+
+@torch.no_grad()
+def generate(model, tokenizer, questions: list[str], batch_size: int = 8, seed: int = 0,
+             style: str = "auto", progress: bool = False, **gen_kwargs) -> list[str]:
+    """Answers to ``questions`` (new text only), batched with left padding."""
+    from tqdm.auto import tqdm
+    kwargs = {**GEN_DEFAULTS, **gen_kwargs}
+    texts = [frame(tokenizer, q, style) for q in questions]
+    out: list[str] = []
+    device = model.get_input_embeddings().weight.device
+    torch.manual_seed(seed)
+    for i in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="generate",
+                  leave=False):
+        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
+                        add_special_tokens=not texts[i].startswith(tokenizer.bos_token or "\0"))
+        enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        ids = model.generate(**enc, pad_token_id=tokenizer.pad_token_id, **kwargs)
+        new = ids[:, enc["input_ids"].shape[1]:]
+        out += [_clean(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return out
