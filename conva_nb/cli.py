@@ -221,6 +221,34 @@ def cmd_bench(args) -> None:
     _emit(args, res, "\n".join(f"{k}: {v}" for k, v in res.items()))
 
 
+def cmd_circle(args) -> None:
+    import numpy as np
+    from . import circle
+    from .probes import get_bank
+    model, tok = _load(args)
+    banks = [get_bank(model, tok, v, pooling=args.pooling) for v in V.VALUE_NAMES]
+    if args.layer is None:
+        # the middle layer where the ten probes are, on average, most accurate
+        from .probes import middle_layers
+        mids = middle_layers(banks[0])
+        layer = max(mids, key=lambda l: np.mean([b.test_acc[b.layers.index(l)] for b in banks]))
+    else:
+        layer = args.layer
+    if layer not in banks[0].layers:
+        raise UsageError(f"layer {layer} is not probed; probed layers: {banks[0].layers}")
+    vecs = np.stack([b.v[b.layers.index(layer)] for b in banks])
+    cos = circle.cosine_matrix(vecs, remove_shared=args.remove_shared)
+    agree = circle.agreement(cos, n_perm=args.n_perm)
+    out = {"layer": layer, "values": list(V.VALUE_NAMES), "remove_shared": args.remove_shared,
+           "cosine": np.round(cos, 4).tolist(), "circle_agreement": agree,
+           "groups": circle.group_similarity(cos),
+           "random_baseline": circle.random_baseline(vecs.shape[1])}
+    human = [f"layer {layer}: Spearman rho {agree['spearman_rho']:.3f} "
+             f"(permutation p = {agree['p_value']:.4f})"]
+    human += [f"{a:<15}" + " ".join(f"{c:+.2f}" for c in row) for a, row in zip(V.VALUE_NAMES, cos)]
+    _emit(args, out, "\n".join(human))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="embedded",
                    help="'embedded' (Gemma 3 270M, offline), a Hugging Face id, or a local path")
@@ -292,6 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g0", type=float, default=0.5)
     p.add_argument("--touche", type=Path, default=None, help="Touché23 dir for the detector")
     p.set_defaults(func=cmd_gate)
+
+    p = sub.add_parser("circle", help="value-vector similarity vs Schwartz's circle")
+    _common(p)
+    p.add_argument("--layer", type=int, default=None, help="default: best middle layer")
+    p.add_argument("--pooling", choices=("last", "mean"), default="last")
+    p.add_argument("--remove-shared", action="store_true",
+                   help="subtract the direction all ten vectors share")
+    p.add_argument("--n-perm", type=int, default=10000)
+    p.set_defaults(func=cmd_circle)
 
     p = sub.add_parser("bench", help="steering overhead and gate latency")
     _common(p)

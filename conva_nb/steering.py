@@ -208,14 +208,20 @@ class Steerer(contextlib.AbstractContextManager):
         if ids is None:
             raise ValueError("steering needs input_ids (inputs_embeds alone carry no BOS/pad info)")
         am = kwargs.get("attention_mask")
+        # transformers 4.x passes the KV cache as past_key_values, 5.x as cache
+        past = kwargs.get("past_key_values", kwargs.get("cache"))
+        if past is not None and hasattr(past, "get_seq_length"):
+            past_len = past.get_seq_length()
+        else:  # generate's attention mask spans past and current tokens
+            past_len = am.shape[1] - ids.shape[1] if am is not None else 0
         am = torch.ones_like(ids) if am is None else am[:, -ids.shape[1]:]
-        past = kwargs.get("past_key_values")
-        past_len = past.get_seq_length() if past is not None and hasattr(past, "get_seq_length") \
-            else 0
         st = self._state
         fresh = past_len == 0
-        if fresh and st.get("ids") is not None and self._continues(st["ids"], ids):
-            fresh = False  # generate(use_cache=False) re-runs the whole sequence each step
+        # generate(use_cache=False) re-runs the whole sequence at every step: a full forward
+        # right after another full forward that it extends is the same call, not a new one
+        if fresh and st.get("prev_full") and self._continues(st["ids"], ids):
+            fresh = False
+        st["prev_full"] = past_len == 0
         if fresh:
             st["prompt_len"] = ids.shape[1]
             st["open"] = self._decide(ids)

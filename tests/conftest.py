@@ -18,6 +18,13 @@ def embedded():
     return load_model("embedded")
 
 
+@pytest.fixture(scope="session")
+def gguf_embedded():
+    """The embedded model loaded straight from its GGUF file (slow path)."""
+    from conva_nb.models import load_embedded_from_gguf
+    return load_embedded_from_gguf()
+
+
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     """A private, empty CONVA_NB_CACHE for tests that check caching."""

@@ -50,7 +50,7 @@ def test_pooling_matches_manual_and_skips_bos(arch):
 def test_disk_cache_reuses_and_resumes(tmp_cache):
     model, tok = tiny_model("llama")
     calls = []
-    handle = model.register_forward_hook(lambda m, a, o: calls.append(1))
+    handle = model.base_model.register_forward_hook(lambda m, a, o: calls.append(1))
     first = extract(model, tok, TEXTS[:3], progress=False, chunk=2)
     n_first = len(calls)
     assert n_first == 2  # two chunks of one batch each

@@ -59,19 +59,62 @@ def test_load_with_dtype(tmp_path):
 
 
 @pytest.mark.embedded
-def test_embedded_copy_matches_gguf(embedded):
-    from conva_nb.models import load_embedded_from_gguf
+def test_embedded_copy_matches_gguf(embedded, gguf_embedded):
     model, tok = embedded
-    gmodel, gtok = load_embedded_from_gguf()
+    gmodel, gtok = gguf_embedded
     texts = ["The train arrived on time.", "She always helps her neighbours, naïvely or not!"]
     for t in texts:
-        assert tok(t).input_ids == gtok(t).input_ids
-        assert tok(t).input_ids[0] == tok.bos_token_id
-        ids = tok(t, return_tensors="pt").input_ids
-        with torch.no_grad():
-            assert torch.equal(model(ids).logits, gmodel(ids).logits)
+        for ids in (tok(t, return_tensors="pt").input_ids, gtok(t, return_tensors="pt").input_ids):
+            assert ids[0, 0] == tok.bos_token_id
+            with torch.no_grad():
+                assert torch.equal(model(ids).logits, gmodel(ids).logits)
+        assert tok.decode(tok(t).input_ids, skip_special_tokens=True) == t
     assert len(decoder_layers(model)) == model.config.num_hidden_layers == 18
     assert model_identity(model).startswith("embedded:")
+
+
+@pytest.mark.embedded
+def test_embedded_tokenizer_segments_words(embedded, gguf_embedded):
+    """Whole words stay whole, and the model finds text at least as likely with our
+    tokenizer as with the one transformers builds from the GGUF file."""
+    model, tok = embedded
+    _, gtok = gguf_embedded
+    text = ("The history of the city goes back to Roman times, when a small fort was built on "
+            "the river. Today it is known for its old bridges and lively festivals.")
+    assert tok.convert_ids_to_tokens(tok(" the river and").input_ids)[1:] == \
+        ["▁the", "▁river", "▁and"]
+
+    def nats(t):
+        ids = t(text, return_tensors="pt").input_ids
+        with torch.no_grad():
+            return model(ids, labels=ids).loss.item() * (ids.shape[1] - 1)
+
+    assert nats(tok) <= nats(gtok) + 1e-3
+    assert len(tok(text).input_ids) < 40
+
+
+@pytest.mark.embedded
+def test_bpe_merges_rebuilt_from_unigram_scores(embedded):
+    """transformers < 5 turns the GGUF vocabulary into a Unigram model scored by merge rank,
+    which splits words into fragments; fix_spm_bpe_tokenizer must undo exactly that."""
+    import gguf
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+    from conva_nb.models import embedded_gguf_path, fix_spm_bpe_tokenizer
+    _, tok = embedded
+    r = gguf.GGUFReader(str(embedded_gguf_path()))
+    f, sc = r.fields["tokenizer.ggml.tokens"], r.fields["tokenizer.ggml.scores"]
+    vocab = [(bytes(f.parts[i]).decode("utf-8"), float(sc.parts[j][0]))
+             for i, j in zip(f.data, sc.data)]
+    broken = Tokenizer.from_str(tok.backend_tokenizer.to_str())
+    broken.model = models.Unigram(vocab, unk_id=3, byte_fallback=True)
+    broken = PreTrainedTokenizerFast(tokenizer_object=broken, bos_token="<bos>",
+                                     eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    text = "On Sunday afternoons I pour myself a cold beer and stretch out on the sofa."
+    assert "▁the" not in broken.tokenize(text)          # the 4.x failure: "▁t", "he"
+    fixed = fix_spm_bpe_tokenizer(broken)
+    assert fixed.tokenize(text) == tok.tokenize(text)
+    assert "▁the" in fixed.tokenize(text)
 
 
 @pytest.mark.embedded

@@ -227,3 +227,20 @@ def test_bad_inputs_are_clear():
         steer(model, bank, gate=Gate([True]))
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
     assert target_logit(logit=12.0) == 12.0
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_gate_decides_once_per_generate_call(use_cache):
+    model, tok = tiny_model("llama")
+    bank = random_bank(model)
+    gate = Gate([False, True])
+    enc = tok(PROMPTS[:2], return_tensors="pt", padding=True)
+    kw = dict(max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id,
+              use_cache=use_cache)
+    with steer(model, bank, gate=gate, tokenizer=tok, layers=[1]) as s:
+        model.generate(**enc, **kw)
+        assert gate.calls == 1
+        model.generate(**enc, **kw)
+        assert gate.calls == 2
+    assert s.stats.gate_open == [False, True]
+    assert s.stats.row_fraction()[0] == 0.0 and s.stats.row_fraction()[1] > 0

@@ -1,0 +1,58 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import bootstrap, ttest_rel
+
+from conva_nb import evaluation as E
+
+
+def test_distinct_and_repetition_by_hand():
+    assert E.distinct_n("a b a b", 2) == 2 / 3            # (a b) (b a) (a b)
+    assert E.distinct_n("a b c d", 1) == 1.0
+    assert E.distinct_n("hi", 2) == 1.0
+    # trigrams: (i was tired) (was tired .) (tired . i) (. i was) (i was tired)* (was tired .)*
+    assert E.repetition_rate("i was tired . i was tired .") == 2 / 6
+    assert E.repetition_rate("one two three four") == 0.0
+
+
+def test_fluency_bounds_and_rate():
+    texts = ["I would read a good book and walk the dog.", "Call your mother today.",
+             "Plan a trip to the coast with friends."]
+    bounds = E.FluencyBounds.calibrate([10.0, 12.0, 14.0], texts, q=1.0)
+    assert bounds.max_ppl == 14.0 and bounds.max_repetition == 0.0
+    assert bounds.fluent(11.0, texts[0])
+    assert not bounds.fluent(20.0, texts[0])
+    assert not bounds.fluent(5.0, "")
+    assert not bounds.fluent(5.0, "i was tired . i was tired . i was tired .")
+    fr = E.fluency_rate(bounds, [11.0, 30.0, 12.0, 5.0], texts + ["no no no no no no"])
+    assert fr == 0.5
+
+
+def test_csr_and_statistics_match_scipy():
+    assert E.csr([0.2, 0.6, 0.5, 0.9]) == 0.75
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.6, 0.1, 30), rng.normal(0.5, 0.1, 30)
+    r = E.paired_test(a, b)
+    ref = ttest_rel(a, b, alternative="greater")
+    assert math.isclose(r["p_value"], ref.pvalue) and math.isclose(r["t"], ref.statistic)
+    lo, hi = E.bootstrap_ci(a, seed=1)
+    ref = bootstrap((a,), np.mean, n_resamples=2000, method="percentile", random_state=1)
+    assert math.isclose(lo, ref.confidence_interval.low)
+    assert lo < a.mean() < hi
+
+
+def test_perplexity_on_tiny_model():
+    from tiny import tiny_model
+    model, tok = tiny_model("llama")
+    ppl = E.perplexities(model, tok, ["the friend", "i won"], ["helped my family", ""])
+    assert ppl[0] > 1 and math.isinf(ppl[1])
+
+
+def test_value_judge_on_touche(touche_dir):
+    judge = E.ValueJudge().fit(touche_dir)
+    print("judge held-out AUC:", judge.report_)
+    assert np.mean(list(judge.report_.values())) > 0.75
+    s = judge.scores(["We must protect nature and treat every stranger fairly.",
+                      "I want to be the boss and control everyone's money.", ""], "universalism")
+    assert s[0] > s[1] and s[2] == 0.0
