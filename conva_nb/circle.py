@@ -70,8 +70,13 @@ def random_baseline(hidden: int, n: int = 200, seed: int = 0) -> dict:
 
 def mds_2d(cos: np.ndarray, seed: int = 0) -> np.ndarray:
     """``[10, 2]`` metric MDS of the distances ``1 − cos``."""
+    import inspect
     from sklearn.manifold import MDS
     d = np.clip(1 - cos, 0, None)
     np.fill_diagonal(d, 0)
-    return MDS(n_components=2, dissimilarity="precomputed", random_state=seed,
-               n_init=4).fit_transform((d + d.T) / 2)
+    if "metric_mds" in inspect.signature(MDS).parameters:   # scikit-learn >= 1.8
+        mds = MDS(n_components=2, metric="precomputed", init="classical_mds",
+                  random_state=seed, n_init=1)
+    else:
+        mds = MDS(n_components=2, dissimilarity="precomputed", random_state=seed, n_init=4)
+    return mds.fit_transform((d + d.T) / 2)
