@@ -32,7 +32,7 @@ if __name__ == "__main__":
     model, tok = load_model("embedded")
     texts = short_sentences(1000)
     t0 = time.perf_counter()
-    batched = extract(model, tok, texts, batch_size=64, cache=False, progress=False)
+    batched = extract(model, tok, texts, batch_size=32, cache=False, progress=False)
     t_batched = time.perf_counter() - t0
     rss_after_batched = peak_rss_gb()   # loading + batched extraction only
     t0 = time.perf_counter()
