@@ -1,5 +1,4 @@
 """Steering overhead (ConVA hooks on all selected layers) and gate latency: `conva-nb bench`."""
-import json
 
 from _common import report
 from conva_nb.bench import run_bench

@@ -18,7 +18,7 @@ from safetensors.numpy import save_file
 
 from .models import cache_dir, decoder_layers, model_identity
 
-__all__ = ["POOLINGS", "encode", "content_mask", "position_ids", "extract", "text_hash"]
+__all__ = ["POOLINGS", "encode", "position_ids", "extract", "text_hash"]
 
 POOLINGS = ("last", "mean")
 
@@ -34,12 +34,6 @@ def encode(tokenizer, texts: list[str], device) -> dict[str, torch.Tensor]:
     special = enc.pop("special_tokens_mask").bool()
     enc["content_mask"] = enc["attention_mask"].bool() & ~special
     return {k: v.to(device) for k, v in enc.items()}
-
-
-def content_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer) -> torch.Tensor:
-    """Bool ``[batch, seq]``: real tokens that are not BOS/EOS/pad or other specials."""
-    special = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=input_ids.device)
-    return attention_mask.bool() & ~torch.isin(input_ids, special)
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

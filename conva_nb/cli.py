@@ -67,7 +67,7 @@ def _load(args):
 
 
 def cmd_probe(args) -> None:
-    from .probes import (ProbeBank, bank_path, middle_layers, negation_control_accuracy,
+    from .probes import (bank_path, middle_layers, negation_control_accuracy,
                          train_probes, transfer_accuracy)
     model, tok = _load(args)
     bank = train_probes(model, tok, args.value, data=args.data, pooling=args.pooling)
@@ -94,16 +94,9 @@ def cmd_probe(args) -> None:
     _emit(args, out, "\n".join(human))
 
 
-def load_tokenizer(name: str):
-    """Only the tokenizer of ``--model`` (fast; the model is not loaded)."""
-    from transformers import AutoTokenizer
-    from .models import EMBEDDED, _embedded_dir, _quiet_transformers
-    with _quiet_transformers(name == EMBEDDED):
-        return AutoTokenizer.from_pretrained(_embedded_dir() if name == EMBEDDED else name)
-
-
 def cmd_check_data(args) -> None:
     from .datasets import check_data
+    from .models import load_tokenizer
     rep = check_data(args.path, tokenizer=load_tokenizer(args.model))
     human = [f"{'value':<15}{'pairs':>6}{'naive':>6}{'scen':>6}{'neg gap':>9}{'len gap':>9}"
              f"{'jaccard':>9}{'BoW acc':>9}"]

@@ -17,7 +17,6 @@ import csv
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 

@@ -142,7 +142,10 @@ class ProbeGate:
 
 
 def touche_detector(path, cache: bool = True) -> ValueDetector:
-    """A :class:`ValueDetector` fit on Touché23 (folded to 10 values), cached on disk."""
+    """A :class:`ValueDetector` fit on Touché23 (folded to 10 values), cached on disk.
+
+    The cache does not depend on ``path``: pass ``cache=False`` to refit on other data.
+    """
     from .datasets import load_touche
     from .models import cache_dir
     target = cache_dir() / "detectors" / "touche23-minilm"

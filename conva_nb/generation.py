@@ -124,7 +124,8 @@ def _chat(client, model_name, system, user, key, usage: Usage, max_retries, back
             name = type(err).__name__
             usage.errors[name] = usage.errors.get(name, 0) + 1
             if attempt == max_retries:
-                raise GenerationError(f"{max_retries + 1} attempts failed; last: {name}: {err}")
+                raise GenerationError(
+                    f"{max_retries + 1} attempts failed; last: {name}: {err}") from err
             usage.retries += 1
             time.sleep(backoff * 2 ** attempt)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["EMBEDDED", "EMBEDDED_IDENTITY", "fix_spm_bpe_tokenizer", "cache_dir", "load_model", "decoder_layers", "layer_paths",
+__all__ = ["EMBEDDED", "EMBEDDED_IDENTITY", "fix_spm_bpe_tokenizer", "cache_dir", "load_model", "load_tokenizer", "decoder_layers", "layer_paths",
            "model_identity", "embedded_gguf_path", "load_embedded_from_gguf"]
 
 EMBEDDED = "embedded"
@@ -187,6 +187,19 @@ def _quiet_transformers(active: bool):
         hf_logging.set_verbosity(old)
 
 
+def _tokenizer_from(source, embedded: bool):
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    with _quiet_transformers(embedded):
+        if embedded:  # the generic fast class loads ~1 s sooner than AutoTokenizer
+            return PreTrainedTokenizerFast.from_pretrained(source, mask_token="<mask>")
+        return AutoTokenizer.from_pretrained(source)
+
+
+def load_tokenizer(name: str = EMBEDDED):
+    """Only the tokenizer of ``name`` (the model itself is not loaded)."""
+    return _tokenizer_from(_embedded_dir() if name == EMBEDDED else name, name == EMBEDDED)
+
+
 def _default_dtype(device: str, dtype):
     if dtype is not None:
         return getattr(torch, dtype) if isinstance(dtype, str) else dtype
@@ -205,7 +218,7 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
     device_map: e.g. ``"auto"`` to spread a model too large for one GPU (accelerate).
     layers_path: dotted path to the decoder ModuleList when discovery fails.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     if not isinstance(name, str) or not name.strip():
         raise ValueError("model name must be 'embedded', a Hugging Face model id or a local path")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -225,12 +238,7 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        with _quiet_transformers(name == EMBEDDED):
-            if name == EMBEDDED:  # the generic fast class loads ~1 s sooner than AutoTokenizer
-                from transformers import PreTrainedTokenizerFast
-                tok = PreTrainedTokenizerFast.from_pretrained(source, mask_token="<mask>")
-            else:
-                tok = AutoTokenizer.from_pretrained(source)
+        tok = _tokenizer_from(source, name == EMBEDDED)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
         raise ValueError(f"cannot load model {name!r}: {err}. Valid: 'embedded', a Hugging Face "

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .activations import content_mask
 from .models import decoder_layers
 from .probes import ProbeBank
 
@@ -152,6 +151,8 @@ class Steerer(contextlib.AbstractContextManager):
             raise ValueError("a gate reads the prompt text: pass tokenizer=")
         self.model, self.gate, self.tokenizer, self.positions = model, gate, tokenizer, positions
         self.gate_text = gate_text or (lambda text: text)
+        self._special = (torch.tensor(sorted(set(tokenizer.all_special_ids)))
+                         if tokenizer is not None else None)
         self.blocks = decoder_layers(model, getattr(model, "conva_layers_path", None))
         self.caa, self.multiplier = caa, float(multiplier)
         banks = [] if banks is None else ([banks] if isinstance(banks, ProbeBank) else list(banks))
@@ -229,9 +230,12 @@ class Steerer(contextlib.AbstractContextManager):
             self.stats.row_seen = torch.zeros(ids.shape[0], device=ids.device)
         if past_len == 0:
             st["ids"] = ids
-        mask = content_mask(ids, am, self.tokenizer) if self.tokenizer is not None \
-            else am.bool().clone()
-        if self.tokenizer is None:
+        if self._special is not None:
+            if self._special.device != ids.device:
+                self._special = self._special.to(ids.device)
+            mask = am.bool() & ~torch.isin(ids, self._special)
+        else:
+            mask = am.bool().clone()
             mask[:, 0] &= past_len > 0   # without a tokenizer: treat the first token as BOS
         pos = torch.arange(past_len, past_len + ids.shape[1], device=ids.device)
         if self.positions == "generated":
@@ -275,7 +279,7 @@ class Steerer(contextlib.AbstractContextManager):
                 size = p["caa"].norm().expand(mask.shape)
             else:
                 s = e @ p["W"].T + p["b"]                                   # [b, t, K]
-                lam = min_norm_shift(p["W"], p["t"] - s, p["sets"])                  # [b, t, K]
+                lam = min_norm_shift(p["W"], p["t"] - s, p["sets"])         # [b, t, K]
                 apply = mask & (lam > 0).any(-1)
                 lam = lam * apply.unsqueeze(-1)
                 delta = lam @ p["W"]                                        # [b, t, H]

@@ -2,7 +2,6 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from conva_nb import circle
-from conva_nb.values import VALUE_NAMES
 
 
 def _circle_vectors(noise=0.0, seed=0):

@@ -102,3 +102,15 @@ def test_probe_cli_json(tmp_path):
     assert doc["selected_layers"] and all(l < 13 for l in doc["selected_layers"])
     assert 0.5 <= doc["negation_control_acc"] <= 1
     assert doc["saved_to"] == str((tmp_path / "b").resolve())
+
+
+@pytest.mark.embedded
+def test_check_data_json_in_model_tokens():
+    r = run("check-data", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is True and doc["problems"] == []
+    assert set(doc["values"]) == set(VALUE_NAMES)
+    for v in doc["values"].values():
+        assert v["length_gap_tokens"] <= 1.5 and v["negation_gap"] <= 0.10
+        assert v["length_gap_abs_mean"] >= v["length_gap_tokens"]

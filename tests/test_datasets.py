@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 from conva_nb import datasets as D
@@ -18,7 +17,7 @@ def test_shipped_data_meets_every_bound():
     rep = D.check_data(bow=False)
     assert rep["problems"] == [] and rep["ok"]
     assert set(rep["values"]) == set(VALUE_NAMES)
-    for v, r in rep["values"].items():
+    for r in rep["values"].values():
         assert r["pairs"] >= 120 and r["train_pairs"] >= 100 and r["naive_pairs"] >= 100
         assert r["negation_gap"] <= 0.10 and r["length_gap_tokens"] <= 1.5
         assert r["scenarios"] >= 60

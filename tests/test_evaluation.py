@@ -1,7 +1,6 @@
 import math
 
 import numpy as np
-import pytest
 from scipy.stats import bootstrap, ttest_rel
 
 from conva_nb import evaluation as E

@@ -1,5 +1,4 @@
 """Integration: the shipped data on the embedded model (Issue: no negation or topic shortcut)."""
-import numpy as np
 import pytest
 
 from conva_nb.probes import (get_bank, middle_layers, negation_control_accuracy,

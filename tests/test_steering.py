@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conva_nb.probes import ProbeBank
-from conva_nb.steering import (caa_vector, min_norm_shift, steer, target_logit, CAAVector)
+from conva_nb.steering import (caa_vector, min_norm_shift, steer, target_logit)
 from conva_nb.models import decoder_layers
 from tiny import tiny_model
 
