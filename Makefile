@@ -7,6 +7,11 @@ STAMP   := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Touché23 beside the checkout (this project's machines); elsewhere pass a path or download.
+TOUCHE_DIR := $(abspath ../shared/data/touche23)
+ifneq ($(wildcard $(TOUCHE_DIR)/arguments-training.tsv),)
+export CONVA_NB_TOUCHE ?= $(TOUCHE_DIR)
+endif
 
 .PHONY: install book demo test bench clean
 

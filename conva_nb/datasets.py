@@ -14,6 +14,7 @@ Every loader takes an optional path, so readers can bring their own files.
 from __future__ import annotations
 
 import csv
+import os
 import json
 import re
 from collections import Counter
@@ -348,11 +349,14 @@ def load_touche(path=None, download: bool = False) -> dict:
     """Touché23-ValueEval training arguments folded onto the 10 Schwartz values.
 
     path: a directory with ``arguments-training.tsv`` and ``labels-training.tsv``
-    (e.g. ``../shared/data/touche23``). With ``download=True`` and no path, the
+    (e.g. ``../shared/data/touche23``); without it, ``$CONVA_NB_TOUCHE`` if set, then the
+    cache. With ``download=True`` and no path, the
     files are fetched once from Zenodo into the cache. Returns ``{"ids", "texts",
     "labels"}``: texts are "premise (stance: conclusion)" strings, labels a ``[n, 10]`` 0/1
     array in circle order. Dataset: Kiesel et al. 2022/2023, CC BY-SA 4.0.
     """
+    if path is None and os.environ.get("CONVA_NB_TOUCHE"):
+        path = os.environ["CONVA_NB_TOUCHE"]
     if path is None:
         from .models import cache_dir
         path = cache_dir() / "touche23"

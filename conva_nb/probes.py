@@ -26,7 +26,7 @@ from .models import cache_dir, decoder_layers, model_identity
 from .values import canonical
 
 __all__ = ["ProbeBank", "fit_layer", "middle_layers", "transfer_accuracy", "train_probes", "pair_arrays", "bank_path", "get_bank",
-           "negation_control_accuracy", "DEFAULT_CS"]
+           "negation_control_accuracy", "DEFAULT_CS", "data_fingerprint"]
 
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -232,10 +232,20 @@ def transfer_accuracy(model, tokenizer, bank: ProbeBank, pairs=None) -> dict:
             for i, l in enumerate(bank.layers)}
 
 
+def data_fingerprint(value: str, data: str = "controlled") -> str:
+    """Short hash of the shipped pairs a bank is trained on (cached banks follow data edits)."""
+    import hashlib
+    rows = load_pairs(value) if data == "controlled" else load_naive_pairs(value)
+    blob = json.dumps([[r.get("split", ""), r["positive"], r["negative"]] for r in rows])
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
 def bank_path(model, value: str, data: str = "controlled", pooling: str = "last") -> Path:
     import hashlib
     key = hashlib.sha256(model_identity(model).encode()).hexdigest()[:16]
-    return cache_dir() / "banks" / key / f"{canonical(value)}-{data}-{pooling}"
+    value = canonical(value)
+    return (cache_dir() / "banks" / key
+            / f"{value}-{data}-{pooling}-{data_fingerprint(value, data)}")
 
 
 def get_bank(model, tokenizer, value: str, data: str = "controlled", pooling: str = "last",
