@@ -33,6 +33,19 @@ def _values_or_all(text: str) -> list[str]:
     return [_value(t) for t in text.split(",") if t.strip()]
 
 
+METHOD_NAMES = ("none", "ica", "caa", "conva-naive", "conva-nogate", "conva")
+METHOD_CHOICES = METHOD_NAMES
+
+
+def _methods(text: str) -> list[str]:
+    out = [t.strip().lower() for t in text.split(",") if t.strip()]
+    bad = [m for m in out if m not in METHOD_NAMES]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(f"unknown methods {bad or text!r}; valid: "
+                                         f"{', '.join(METHOD_NAMES)}")
+    return out
+
+
 def _existing_file(text: str) -> Path:
     p = Path(text).expanduser()
     if not p.is_file():
@@ -128,9 +141,8 @@ def _read_lines(path: Path, what: str) -> list[str]:
 
 def _detector(args):
     import os
-    from .gates import touche_detector
-    from .models import cache_dir
-    cached = cache_dir() / "detectors" / "touche23-minilm" / "detector.json"
+    from .gates import detector_dir, touche_detector
+    cached = detector_dir() / "detector.json"
     path = args.touche or os.environ.get("CONVA_NB_TOUCHE")
     if not cached.exists() and not path:
         raise UsageError("the value-detector gate is trained on Touché23: pass --touche DIR "
@@ -148,64 +160,131 @@ def cmd_gate(args) -> None:
           "\n".join(f"{sc:.3f}  {t}" for sc, t in zip(scores, texts)))
 
 
+def _settings(args, model):
+    from .settings import load_settings
+    return load_settings(model, getattr(args, "settings", None))
+
+
 def cmd_steer(args) -> None:
-    import contextlib
     from .gates import AlwaysOpen, ProbeGate, ValueDetectorGate
+    from .methods import question_for, steering_context
     from .probes import get_bank
-    from .prompting import generate, ica_question, question_of
-    from .steering import steer, target_logit
+    from .prompting import generate
+    from .settings import config_for
+    from .steering import target_logit
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty")
     prompts = [args.prompt] if args.prompt is not None else _read_lines(args.prompts_file,
                                                                         "prompts")
-    if args.method in ("conva", "conva-naive"):
-        target_logit(None if args.logit else args.p0, args.logit)  # validate before loading
+    if args.p0 is not None or args.logit is not None:
+        target_logit(None if args.logit is not None else args.p0, args.logit)  # validate early
+    method = "conva-nogate" if args.method == "conva" and args.no_gate else args.method
     model, tok = _load(args)
-    questions = [ica_question(args.value, q) if args.method == "ica" else q for q in prompts]
-    ctx, steerer = contextlib.nullcontext(), None
-    if args.method in ("conva", "conva-naive"):
-        if args.bank:
-            from .probes import ProbeBank
-            bank = ProbeBank.load(args.bank, model)
-            if bank.value != args.value:
-                raise UsageError(f"{args.bank} holds a {bank.value} bank, not {args.value}")
-        else:
-            bank = get_bank(model, tok, args.value, "naive" if args.method == "conva-naive"
-                            else "controlled")
+    settings = _settings(args, model)
+    override = {}
+    if args.p0 is not None or args.logit is not None:
+        override["logit"] = target_logit(None if args.logit is not None else args.p0, args.logit)
+    if args.multiplier is not None:
+        override["multiplier"] = args.multiplier
+    if args.g0 is not None:
+        override["g0"] = args.g0
+    cfg = config_for(settings, method, args.value, **override)
+    banks, gate = {}, None
+    if args.bank:
+        from .probes import ProbeBank
+        bank = ProbeBank.load(args.bank, model)
+        if bank.value != args.value:
+            raise UsageError(f"{args.bank} holds a {bank.value} bank, not {args.value}")
+        banks["naive" if method == "conva-naive" else "controlled"] = bank
+    if method in ("conva", "conva-naive"):
         if args.no_gate:
             gate = AlwaysOpen()
         elif args.gate == "probe":
-            gate = ProbeGate(model, tok, bank)
+            gate = ProbeGate(model, tok, banks.get("controlled") or get_bank(model, tok, args.value))
         else:
-            gate = ValueDetectorGate(_detector(args), args.value, g0=args.g0)
-        steerer = steer(model, bank, p0=None if args.logit else args.p0, logit=args.logit,
-                        gate=gate, tokenizer=tok, gate_text=question_of)
-        ctx = steerer
-    elif args.method == "caa":
-        from .probes import pair_arrays
-        from .datasets import load_pairs
-        from .steering import caa_vector
-        bank = get_bank(model, tok, args.value)
-        layers = bank.select_layers()
-        x, y, _ = pair_arrays(model, tok, load_pairs(args.value, "train"), progress=False)
-        steerer = steer(model, None, caa=caa_vector(x, y, args.value, layers),
-                        multiplier=args.multiplier, tokenizer=tok)
-        ctx = steerer
+            gate = ValueDetectorGate(_detector(args), args.value, g0=cfg.g0)
+    steerer = steering_context(model, tok, cfg, gate=gate, banks=banks)
+    has_stats = hasattr(steerer, "stats")
     outputs = []
     bs = args.batch_size
-    with ctx:
-        for i in range(0, len(questions), bs):
-            texts = generate(model, tok, questions[i:i + bs], batch_size=bs, seed=args.seed,
-                             max_new_tokens=args.max_new_tokens)
-            fracs = steerer.stats.row_fraction() if steerer else [0.0] * len(texts)
-            opens = steerer.stats.gate_open if steerer and steerer.stats.gate_open \
-                else [args.method not in ("none", "ica") for _ in texts]
+    with steerer:
+        for i in range(0, len(prompts), bs):
+            chunk = prompts[i:i + bs]
+            texts = generate(model, tok, [question_for(cfg, q) for q in chunk], batch_size=bs,
+                             seed=args.seed, max_new_tokens=args.max_new_tokens)
+            fracs = steerer.stats.row_fraction() if has_stats else [0.0] * len(texts)
+            opens = steerer.stats.gate_open if has_stats and steerer.stats.gate_open \
+                else [method not in ("none", "ica") for _ in texts]
             for j, t in enumerate(texts):
-                outputs.append({"prompt": prompts[i + j], "text": t, "gate_open": bool(opens[j]),
+                outputs.append({"prompt": chunk[j], "text": t, "gate_open": bool(opens[j]),
                                 "steered_fraction": round(float(fracs[j]), 4)})
     human = "\n\n".join(f"Q: {o['prompt']}\nA: {o['text']}\n   (gate {'open' if o['gate_open'] else 'closed'}, "
                          f"steered {o['steered_fraction']:.0%})" for o in outputs)
-    _emit(args, {"value": args.value, "method": args.method, "outputs": outputs}, human)
+    _emit(args, {"value": args.value, "method": method, "config": cfg.key(),
+                 "settings": settings.get("path"), "outputs": outputs}, human)
+
+
+def _runner_and_judge(args):
+    from .evaluation import get_judge
+    from .runner import Runner
+    touche = args.touche
+    model, tok = _load(args)
+    try:
+        judge = get_judge(touche)
+    except Exception as err:
+        from .datasets import DataError
+        if isinstance(err, DataError):
+            raise UsageError("the embedded judge is trained on Touché23: pass --touche DIR or set "
+                             "CONVA_NB_TOUCHE") from None
+        raise
+    return Runner(model, tok, batch_size=args.batch_size, progress=not args.no_progress), judge
+
+
+def cmd_evaluate(args) -> None:
+    from .experiment import evaluate
+    runner, judge = _runner_and_judge(args)
+    settings = _settings(args, runner.model)
+    res = evaluate(runner, judge, values=args.values, methods=args.methods, settings=settings,
+                   touche=args.touche, n_capability=args.n_capability,
+                   opposing=not args.no_opposing, progress=not args.no_progress)
+    from .methods import METHODS
+    from .models import model_identity
+    from .settings import evaluation_path
+    res["model_id"] = model_identity(runner.model)
+    full = set(args.values) == set(V.VALUE_NAMES) and set(args.methods) == set(METHODS)
+    out = args.out or (evaluation_path(runner.model) if full and not args.no_save else None)
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1, default=str) + "\n")
+        res["saved_to"] = str(out.resolve())
+    head = f"{'value':<15}{'method':<14}{'CSR':>6}{'FR':>6}{'ret':>6}{'p(none)':>9}"
+    lines = [head] + [f"{r['value']:<15}{r['method']:<14}{r['csr']:>6.2f}{r['fr']:>6.2f}"
+                      f"{r['retention']:>6.2f}{r.get('p_vs_none', float('nan')):>9.4f}"
+                      for r in res["rows"]]
+    lines.append(json.dumps(res["summary"], indent=1))
+    _emit(args, res, "\n".join(lines))
+
+
+def cmd_calibrate(args) -> None:
+    from .experiment import calibrate
+    from .settings import save_settings, settings_path
+    runner, judge = _runner_and_judge(args)
+    doc = calibrate(runner, judge, values=args.value, touche=args.touche,
+                    progress=not args.no_progress)
+    out = args.out or settings_path(runner.model)
+    if args.value != list(V.VALUE_NAMES) and Path(out).is_file():
+        old = json.loads(Path(out).read_text())   # calibrating a subset keeps the others
+        if old.get("model_id") == doc["model_id"]:
+            old["values"].update(doc["values"])
+            old.setdefault("search", {}).update(doc["search"])
+            doc = {**old, **{k: v for k, v in doc.items() if k not in ("values", "search")},
+                   "values": old["values"], "search": old["search"]}
+    doc["saved_to"] = str(save_settings(doc, out))
+    lines = [f"{v:<15} conva logit {s['conva']['logit']:>6} layers {s['conva']['layers']}  "
+             f"caa x{s['caa']['multiplier']}  ica {s['ica']['ica_style']}  g0 {s['g0']:.3f}"
+             for v, s in doc["values"].items()] + [f"saved to {doc['saved_to']}"]
+    _emit(args, doc, "\n".join(lines))
 
 
 def cmd_bench(args) -> None:
@@ -290,21 +369,49 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="one question")
     src.add_argument("--prompts-file", type=_existing_file, help="one question per line")
-    p.add_argument("--method", choices=("none", "ica", "caa", "conva", "conva-naive"),
-                   default="conva")
-    p.add_argument("--p0", type=float, default=0.99, help="target probability in (0.5, 1)")
+    p.add_argument("--method", choices=METHOD_CHOICES, default="conva")
+    p.add_argument("--p0", type=float, default=None,
+                   help="target probability in (0.5, 1) (default: the calibrated setting)")
     p.add_argument("--logit", type=float, default=None, help="target logit instead of --p0")
     p.add_argument("--no-gate", action="store_true", help="steer every prompt (ConVA w/o gate)")
     p.add_argument("--bank", type=Path, default=None, help="a saved probe bank directory")
     p.add_argument("--gate", choices=("detector", "probe"), default="detector")
-    p.add_argument("--g0", type=float, default=0.5, help="detector gate threshold")
+    p.add_argument("--g0", type=float, default=None,
+                   help="detector gate threshold (default: calibrated)")
     p.add_argument("--touche", type=Path, default=None, help="Touché23 dir for the detector")
-    p.add_argument("--multiplier", type=float, default=0.15,
-                   help="CAA strength relative to the hidden-state norm")
+    p.add_argument("--multiplier", type=float, default=None,
+                   help="CAA strength relative to the hidden-state norm (default: calibrated)")
+    p.add_argument("--settings", type=_existing_file, default=None,
+                   help="a calibrated settings JSON (default: the model's own, if any)")
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_steer)
+
+    for name, func, hlp in (("evaluate", cmd_evaluate, "the comparison table (CSR, FR, retention)"),
+                            ("calibrate", cmd_calibrate, "search per-value settings on dev prompts")):
+        p = sub.add_parser(name, help=hlp)
+        _common(p)
+        if name == "evaluate":
+            p.add_argument("--values", type=_values_or_all, default=list(V.VALUE_NAMES),
+                           help="'all' or comma-separated values")
+            p.add_argument("--methods", type=_methods, default=list(METHOD_NAMES),
+                           help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
+            p.add_argument("--n-capability", type=int, default=60,
+                           help="value-irrelevant test prompts for capability")
+            p.add_argument("--no-opposing", action="store_true", help="skip opposing-value prompts")
+            p.add_argument("--no-save", action="store_true", help="don't write the model's "
+                           "evaluation file (a full run writes it by default)")
+            p.add_argument("--settings", type=_existing_file, default=None,
+                           help="a calibrated settings JSON (default: the model's own, if any)")
+        else:
+            p.add_argument("--value", type=_values_or_all, required=True,
+                           help="'all' or comma-separated values")
+        p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+        p.add_argument("--touche", type=Path, default=None, help="Touché23 dir (judge, gate)")
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("gate", help="value-relevance scores of texts")
     _common(p)

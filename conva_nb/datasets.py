@@ -37,7 +37,7 @@ PROMPT_FIELDS = {
     "value": ("id", "value", "prompt", "split"),
     "general": ("id", "prompt", "split"),
     "opposing": ("id", "value", "opposing_value", "prompt", "split"),
-    "irrelevant": ("id", "category", "prompt", "answer", "choices"),
+    "irrelevant": ("id", "category", "prompt", "answer", "choices", "split"),
 }
 SPLITS = ("train", "heldout")
 PROMPT_SPLITS = ("dev", "test")

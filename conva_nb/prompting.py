@@ -13,7 +13,7 @@ import torch
 
 from .values import get_value
 
-__all__ = ["FEWSHOT", "frame", "ica_question", "question_of", "generate", "GEN_DEFAULTS"]
+__all__ = ["ICA_STYLES", "FEWSHOT", "frame", "ica_question", "question_of", "generate", "GEN_DEFAULTS"]
 
 FEWSHOT = (
     "Question: What do you usually do on a rainy afternoon?\n"
@@ -27,11 +27,24 @@ GEN_DEFAULTS = {"max_new_tokens": 40, "do_sample": False, "repetition_penalty": 
                 "no_repeat_ngram_size": 3}
 
 
-def ica_question(value: str, question: str) -> str:
-    """The ICA baseline: the question preceded by an instruction naming the value."""
+ICA_STYLES = ("definition", "persona", "short")
+
+
+def ica_question(value: str, question: str, style: str = "definition") -> str:
+    """The ICA baseline: the question preceded by an instruction naming the value.
+
+    style: ``definition`` (value and its definition), ``persona`` (answer as someone
+    whose life is guided by it, with the definition), ``short`` (the value's name only).
+    """
     v = get_value(value)
-    return (f"Answer as a person who strongly values {v.name} ({v.definition[0].lower()}"
-            f"{v.definition[1:].rstrip('.')}). {question}")
+    d = f"{v.definition[0].lower()}{v.definition[1:].rstrip('.')}"
+    if style == "definition":
+        return f"Answer as a person who strongly values {v.name} ({d}). {question}"
+    if style == "persona":
+        return f"You are someone whose every choice is guided by {d}. {question}"
+    if style == "short":
+        return f"Keep {v.name} in mind. {question}"
+    raise ValueError(f"unknown ICA style {style!r}; valid: {', '.join(ICA_STYLES)}")
 
 
 def frame(tokenizer, question: str, style: str = "auto") -> str:

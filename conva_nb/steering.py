@@ -28,7 +28,7 @@ from .models import decoder_layers
 from .probes import ProbeBank
 
 __all__ = ["steer", "Steerer", "SteerStats", "target_logit", "min_norm_shift", "CAAVector",
-           "caa_vector", "POSITIONS"]
+           "caa_vector", "POSITIONS", "token_edits"]
 
 POSITIONS = ("all", "generated", "prompt")
 
@@ -333,3 +333,35 @@ def steer(model, banks, p0: float | None = 0.99, **kwargs) -> Steerer:
     prompt to what the gate reads (e.g. the question without a few-shot preamble).
     """
     return Steerer(model, banks, p0=p0, **kwargs)
+
+
+@torch.no_grad()
+def token_edits(model, tokenizer, bank: ProbeBank, text: str, layer: int,
+                p0: float | None = 0.99, logit: float | None = None) -> dict:
+    """Per-token view of the closed-form edit at one ``layer`` (for plots).
+
+    Returns ``tokens`` (strings), ``p_before``, ``eps`` (shift length along ``v``) and
+    ``p_after`` per token, as lists; special tokens (BOS) get ``eps = 0``.
+    """
+    block = decoder_layers(model, getattr(model, "conva_layers_path", None))[layer]
+    got = {}
+    handle = block.register_forward_hook(
+        lambda _m, _a, o: got.setdefault("h", (o[0] if isinstance(o, tuple) else o).detach()))
+    enc = tokenizer(text, return_tensors="pt")
+    device = model.get_input_embeddings().weight.device
+    try:
+        model(**{k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")})
+    finally:
+        handle.remove()
+    e = got["h"][0].float().cpu()
+    w, b = bank.probe(layer)
+    w = torch.tensor(w, dtype=torch.float32)
+    s = e @ w + b
+    t = target_logit(p0 if logit is None else None, logit)
+    eps = ((t - s) / w.norm()).clamp(min=0)
+    ids = enc.input_ids[0]
+    special = torch.isin(ids, torch.tensor(sorted(set(tokenizer.all_special_ids))))
+    eps = torch.where(special, torch.zeros_like(eps), eps)
+    return {"tokens": tokenizer.convert_ids_to_tokens(ids.tolist()),
+            "p_before": torch.sigmoid(s).tolist(), "eps": eps.tolist(),
+            "p_after": torch.sigmoid(s + eps * w.norm()).tolist()}

@@ -47,6 +47,16 @@ def test_steer_bad_p0_and_empty_file(tmp_path):
     assert r.returncode == 2 and "valid values are" in r.stderr
 
 
+def test_evaluate_and_calibrate_bad_input_exit_2(tmp_path):
+    r = run("evaluate", "--methods", "conva,magic")
+    assert r.returncode == 2 and "magic" in r.stderr and "conva-nogate" in r.stderr
+    r = run("calibrate", "--value", "bravery")
+    assert r.returncode == 2 and "valid values are" in r.stderr
+    r = run("evaluate", "--values", "power", "--settings", str(tmp_path / "nope.json"))
+    assert r.returncode == 2 and "no such file" in r.stderr
+    assert r.stdout == ""
+
+
 def test_model_without_findable_layers_exits_2(tmp_path):
     from transformers import RwkvConfig, RwkvForCausalLM
     from tiny import tiny_tokenizer
@@ -82,7 +92,7 @@ def test_steer_on_embedded_model(tmp_path):
             "--max-new-tokens", "12", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)
-    assert doc["value"] == "achievement" and doc["method"] == "conva"
+    assert doc["value"] == "achievement" and doc["method"] == "conva-nogate"
     assert len(doc["outputs"]) == 2
     for o in doc["outputs"]:
         assert o["gate_open"] is True and o["text"].strip()
@@ -114,3 +124,22 @@ def test_check_data_json_in_model_tokens():
     for v in doc["values"].values():
         assert v["length_gap_tokens"] <= 1.5 and v["negation_gap"] <= 0.10
         assert v["length_gap_abs_mean"] >= v["length_gap_tokens"]
+
+
+@pytest.mark.embedded
+def test_evaluate_cli_rows_and_cached_rerun(tmp_path):
+    args = ("evaluate", "--values", "power", "--methods", "none,caa,conva", "--n-capability", "8",
+            "--no-opposing", "--json", "--no-progress", "--out", str(tmp_path / "ev.json"))
+    r = run(*args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    doc = json.loads(r.stdout)
+    assert [(x["value"], x["method"]) for x in doc["rows"]] == \
+        [("power", "none"), ("power", "caa"), ("power", "conva")]
+    for row in doc["rows"]:
+        assert 0 <= row["csr"] <= 1 and 0 <= row["fr"] <= 1 and row["retention"] >= 0
+        assert row["csr_ci"][0] <= row["csr"] <= row["csr_ci"][1]
+    assert doc["rows"][0]["retention"] == 1.0
+    assert json.loads((tmp_path / "ev.json").read_text())["rows"] == doc["rows"]
+    again = json.loads(run(*args).stdout)
+    assert again["computed"] == {"generated": 0, "scored": 0, "perplexities": 0}
+    assert again["rows"] == doc["rows"]

@@ -51,7 +51,8 @@ def test_perplexity_on_tiny_model():
 def test_value_judge_on_touche(touche_dir):
     judge = E.ValueJudge().fit(touche_dir)
     print("judge held-out AUC:", judge.report_)
-    assert np.mean(list(judge.report_.values())) > 0.75
+    assert np.mean([r["auc"] for r in judge.report_.values()]) > 0.75
+    assert set(judge.thresholds_) == set(judge.report_)
     s = judge.scores(["We must protect nature and treat every stranger fairly.",
                       "I want to be the boss and control everyone's money.", ""], "universalism")
     assert s[0] > s[1] and s[2] == 0.0

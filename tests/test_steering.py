@@ -244,3 +244,15 @@ def test_gate_decides_once_per_generate_call(use_cache):
         assert gate.calls == 2
     assert s.stats.gate_open == [False, True]
     assert s.stats.row_fraction()[0] == 0.0 and s.stats.row_fraction()[1] > 0
+
+
+def test_token_edits_reach_p0_and_skip_bos():
+    from conva_nb.steering import token_edits
+    from tiny import tiny_tokenizer
+    model, tok = tiny_model("llama")
+    bank = random_bank(model)
+    r = token_edits(model, tok, bank, "the friend helped my family", layer=1, p0=0.9)
+    assert r["tokens"][0] == "<bos>" and r["eps"][0] == 0.0
+    for pb, e, pa in zip(r["p_before"][1:], r["eps"][1:], r["p_after"][1:]):
+        assert pa >= 0.9 - 1e-4
+        assert (e == 0.0) == (pb >= 0.9)
