@@ -13,7 +13,7 @@ ifneq ($(wildcard $(TOUCHE_DIR)/arguments-training.tsv),)
 export CONVA_NB_TOUCHE ?= $(TOUCHE_DIR)
 endif
 
-.PHONY: install book demo test bench clean
+.PHONY: install book demo browser test bench clean
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,12 +23,24 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
-book: demo
+# The executed Jupyter Book: any Sphinx warning or notebook cell error fails the build.
+# Notebook outputs are cached in _build/.jupyter_cache (only changed notebooks re-run).
+book: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
 
 demo: $(STAMP)
 	$(BIN)/python -m conva_nb.demo
 
-test: $(STAMP)
+# Headless Chromium and its WebDriver for the book's browser test (Debian packages; root).
+# DPkg::Lock::Timeout waits for an install already running instead of failing on the lock.
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  apt-get -o DPkg::Lock::Timeout=900 update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+	    chromium chromium-driver; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -12,7 +12,8 @@ import numpy as np
 from .values import GROUPS, VALUE_NAMES, circle_distance
 
 __all__ = ["cosine_matrix", "circle_closeness", "agreement", "group_similarity", "mds_2d",
-           "random_baseline"]
+           "random_baseline", "circle_layer", "value_vectors", "circle_positions",
+           "align_to_circle"]
 
 
 def cosine_matrix(vectors: np.ndarray, remove_shared: bool = False) -> np.ndarray:
@@ -80,3 +81,57 @@ def mds_2d(cos: np.ndarray, seed: int = 0) -> np.ndarray:
     else:
         mds = MDS(n_components=2, dissimilarity="precomputed", random_state=seed, n_init=4)
     return mds.fit_transform((d + d.T) / 2)
+
+
+def circle_layer(banks, exclude_last: int = 5) -> int:
+    """The layer ``conva-nb circle`` uses by default: among the middle layers
+    (:func:`~conva_nb.probes.middle_layers`), the one where the banks' mean held-out
+    accuracy is highest."""
+    from .probes import middle_layers
+    mids = middle_layers(banks[0], exclude_last)
+    return max(mids, key=lambda l: float(np.mean([b.test_acc[b.layers.index(l)] for b in banks])))
+
+
+def value_vectors(banks, layer: int | None = None) -> tuple[int, np.ndarray]:
+    """``(layer, vectors [10, H])``: the unit value vectors of ``banks`` at one layer.
+
+    banks: ten :class:`~conva_nb.probes.ProbeBank` in circle order (``VALUE_NAMES``).
+    layer: ``None`` picks :func:`circle_layer`. ValueError if a bank lacks the layer
+    or the banks are not the ten values in circle order.
+    """
+    names = [b.value for b in banks]
+    if names != list(VALUE_NAMES):
+        raise ValueError(f"need the ten banks in circle order {list(VALUE_NAMES)}, got {names}")
+    layer = circle_layer(banks) if layer is None else int(layer)
+    for b in banks:
+        if layer not in b.layers:
+            raise ValueError(f"layer {layer} has no {b.value} probe; probed layers: {b.layers}")
+    return layer, np.stack([b.v[b.layers.index(layer)] for b in banks])
+
+
+def circle_positions() -> np.ndarray:
+    """``[10, 2]`` unit-circle coordinates of the values at their circle angles."""
+    from .values import VALUES
+    ang = np.deg2rad([v.angle_deg for v in VALUES])
+    return np.c_[np.cos(ang), np.sin(ang)]
+
+
+def align_to_circle(xy: np.ndarray, target: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Procrustes-align a ``[10, 2]`` map to the circle, for display only.
+
+    Centres ``xy``, then finds the rotation or reflection and the uniform scale that
+    bring it closest (least squares) to ``target`` (default :func:`circle_positions`).
+    Distances between points keep their ratios, so the map's shape is unchanged.
+    Returns ``(aligned [10, 2], disparity)``: disparity is the residual sum of squares
+    after alignment relative to ``target``'s (0 = a perfect circle in the right order,
+    about 1 = no relation).
+    """
+    from scipy.linalg import orthogonal_procrustes
+    target = circle_positions() if target is None else np.asarray(target, float)
+    a = np.asarray(xy, float) - np.mean(xy, axis=0)
+    t = target - target.mean(0)
+    R, sv = orthogonal_procrustes(a, t)
+    scale = sv / (a ** 2).sum() if (a ** 2).sum() > 0 else 0.0
+    aligned = scale * a @ R + target.mean(0)
+    disparity = float(((aligned - target) ** 2).sum() / (t ** 2).sum())
+    return aligned, disparity

@@ -299,16 +299,9 @@ def cmd_circle(args) -> None:
     from .probes import get_bank
     model, tok = _load(args)
     banks = [get_bank(model, tok, v, pooling=args.pooling) for v in V.VALUE_NAMES]
-    if args.layer is None:
-        # the middle layer where the ten probes are, on average, most accurate
-        from .probes import middle_layers
-        mids = middle_layers(banks[0])
-        layer = max(mids, key=lambda l: np.mean([b.test_acc[b.layers.index(l)] for b in banks]))
-    else:
-        layer = args.layer
-    if layer not in banks[0].layers:
-        raise UsageError(f"layer {layer} is not probed; probed layers: {banks[0].layers}")
-    vecs = np.stack([b.v[b.layers.index(layer)] for b in banks])
+    if args.layer is not None and args.layer not in banks[0].layers:
+        raise UsageError(f"layer {args.layer} is not probed; probed layers: {banks[0].layers}")
+    layer, vecs = circle.value_vectors(banks, args.layer)
     cos = circle.cosine_matrix(vecs, remove_shared=args.remove_shared)
     agree = circle.agreement(cos, n_perm=args.n_perm)
     out = {"layer": layer, "values": list(V.VALUE_NAMES), "remove_shared": args.remove_shared,
@@ -397,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="'all' or comma-separated values")
             p.add_argument("--methods", type=_methods, default=list(METHOD_NAMES),
                            help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
-            p.add_argument("--n-capability", type=int, default=60,
+            p.add_argument("--n-capability", type=int, default=40,
                            help="value-irrelevant test prompts for capability")
             p.add_argument("--no-opposing", action="store_true", help="skip opposing-value prompts")
             p.add_argument("--no-save", action="store_true", help="don't write the model's "

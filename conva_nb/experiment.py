@@ -15,17 +15,20 @@ import numpy as np
 from .datasets import load_prompts
 from .evaluation import FluencyBounds, bootstrap_ci, paired_test
 from .models import model_identity
-from .methods import METHODS, MethodConfig, layer_band, logit_of
-from .prompting import ICA_STYLES
+from .methods import METHODS, MethodConfig, layer_band
 from .settings import DEFAULTS, config_for, load_settings
 from .values import VALUE_NAMES, canonical
 
 __all__ = ["fluency_bounds", "Gates", "score_method", "evaluate", "calibrate", "sweep",
            "LOGIT_GRID", "CAA_GRID"]
 
-LOGIT_GRID = (logit_of(0.9), logit_of(0.99), logit_of(0.999), 10.0, 14.0)
-CAA_GRID = (0.1, 0.25, 0.5, 1.0)
+# target logits: P0 = 0.99 (the paper's default), 0.999, and two beyond the paper's range
+LOGIT_GRID = (4.595, 10.0, 14.0)
+BAND_LOGITS = (10.0,)                # the 3-layer band is tried at this strength only
+CAA_GRID = (0.25, 0.5)               # x the layer's mean hidden-state norm
+ICA_GRID = ("definition", "persona")
 FR_RATIO = 0.97
+OPPOSING_METHODS = ("none", "ica", "caa", "conva")
 
 
 def fluency_bounds(runner, q: float = 0.99) -> FluencyBounds:
@@ -79,7 +82,7 @@ def _ci(x) -> list[float]:
 
 
 def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=None,
-             split: str = "test", n_capability: int | None = 60, opposing: bool = True,
+             split: str = "test", n_capability: int | None = 40, opposing: bool = True,
              progress: bool = True) -> dict:
     """The comparison table: per value × method CSR, FR and capability retention.
 
@@ -111,8 +114,8 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
             r = score_method(runner, judge, cfg, qs, bounds, gate)
             cap = runner.capability(cfg, cap_rows, gate)
             r["capability"], r["cap_gate_open"] = cap["mc_acc"], cap["gate_open_rate"]
-            r["answer_match"] = cap["answer_match"]
-            if ops:
+            r["ref_loglik"] = cap["ref_loglik"]
+            if ops and m in OPPOSING_METHODS:
                 r["csr_opposing"] = score_method(runner, judge, cfg, ops, bounds, gate)["csr"]
             res[m] = (cfg, r)
         base_scores = res["none"][1]["scores"]
@@ -122,7 +125,7 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
                    "fr_ratio": round(r["fr"] / max(res["none"][1]["fr"], 1e-9), 4),
                    "capability": round(r["capability"], 4),
                    "retention": round(r["capability"] / max(none_cap["mc_acc"], 1e-9), 4),
-                   "answer_match": round(r["answer_match"], 4),
+                   "ref_loglik": round(r["ref_loglik"], 4),
                    "mean_score": round(r["mean_score"], 4),
                    "gate_open_rate": round(float(np.mean(r["gate_open"])), 4),
                    "capability_gate_open_rate": round(r["cap_gate_open"], 4),
@@ -197,7 +200,7 @@ def _best(trials: list[dict], fr_floor: float) -> dict:
 
 
 def calibrate(runner, judge, values=None, touche=None, logits=LOGIT_GRID, caa_grid=CAA_GRID,
-              ica_styles=ICA_STYLES, progress: bool = True) -> dict:
+              ica_styles=ICA_GRID, band_logits=BAND_LOGITS, progress: bool = True) -> dict:
     """Search ConVA's layers × target logit, CAA's multiplier, ICA's wording and the gate
     threshold per value on the ``dev`` prompts; returns the settings document."""
     from tqdm.auto import tqdm
@@ -222,7 +225,7 @@ def calibrate(runner, judge, values=None, touche=None, logits=LOGIT_GRID, caa_gr
         for name, ls in layer_sets.items():
             if name != "rule" and ls == layer_sets["rule"]:
                 continue
-            for t in logits:
+            for t in (logits if name == "rule" else band_logits):
                 r = score_method(runner, judge, MethodConfig("conva-nogate", value, logit=t,
                                                              layers=ls), qs, bounds)
                 conva.append({"method": "conva", "layers": list(ls), "layer_set": name,

@@ -203,16 +203,22 @@ class Runner:
                 self.counters["scored"] += len(chunk)
         return [self.store[k] for k in keys]
 
-    def capability(self, cfg: MethodConfig, rows: list[dict], gate=None) -> dict:
-        """Multiple-choice accuracy (log-likelihood), answer match and gate-open rate."""
+    def capability(self, cfg: MethodConfig, rows: list[dict], gate=None,
+                   answers: bool = False) -> dict:
+        """Multiple-choice accuracy (log-likelihood), reference log-likelihood, gate-open rate;
+        with ``answers=True`` also the normalised answer match of a short generated answer."""
         ll = self.choice_scores(cfg, rows, gate)
         acc = [r["choices"][int(np.argmax(s))] == r["answer"] for s, r in zip(ll, rows)]
         ref = [s[r["choices"].index(r["answer"])] for s, r in zip(ll, rows)]
-        texts, opened = self.outputs(cfg, [r["prompt"] for r in rows], gate, max_new_tokens=12)
-        em = [answer_match(t, r["answer"]) for t, r in zip(texts, rows)]
-        return {"mc_acc": float(np.mean(acc)), "answer_match": float(np.mean(em)),
-                "ref_loglik": float(np.mean(ref)), "gate_open_rate": float(np.mean(opened)),
-                "per_row_mc": [bool(a) for a in acc]}
+        out = {"mc_acc": float(np.mean(acc)), "ref_loglik": float(np.mean(ref)),
+               "gate_open_rate": float(np.mean(self.gate_open(gate, cfg,
+                                                              [r["prompt"] for r in rows]))),
+               "per_row_mc": [bool(a) for a in acc]}
+        if answers:
+            texts, _ = self.outputs(cfg, [r["prompt"] for r in rows], gate, max_new_tokens=12)
+            out["answer_match"] = float(np.mean([answer_match(t, r["answer"])
+                                                 for t, r in zip(texts, rows)]))
+        return out
 
     # --- fluency --------------------------------------------------------------------------
     def perplexities(self, questions: list[str], texts: list[str]) -> np.ndarray:

@@ -1,0 +1,40 @@
+"""Small Sphinx fixes for this book (loaded through ``local_extensions`` in _config.yml).
+
+Some extensions that Jupyter Book loads add their inline scripts twice per page with the
+Sphinx version we use: once through the registry (file name ``None``) and once through the
+builder (file name ``''``). For sphinx-thebe the second ``const THEBE_JS_URL = …`` is a
+JavaScript SyntaxError in every page's console. This extension drops such duplicates
+before a page is rendered. Entries count as duplicates only when file name (``None`` and
+``''`` both meaning "inline"), priority and all attributes, inline body included, are
+equal, so nothing distinct is ever removed.
+"""
+from __future__ import annotations
+
+import os
+
+
+def _key(asset):
+    filename = getattr(asset, "filename", asset)
+    attributes = getattr(asset, "attributes", {}) or {}
+    return (os.fspath(filename or ""), getattr(asset, "priority", 500),
+            tuple(sorted((k, str(v)) for k, v in attributes.items())))
+
+
+def _dedupe(app, pagename, templatename, context, doctree):
+    for key in ("script_files", "css_files"):
+        files = context.get(key)
+        if not files:
+            continue
+        seen, unique = set(), []
+        for asset in files:
+            k = _key(asset)
+            if k not in seen:
+                seen.add(k)
+                unique.append(asset)
+        if len(unique) != len(files):
+            context[key] = unique
+
+
+def setup(app):
+    app.connect("html-page-context", _dedupe, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
