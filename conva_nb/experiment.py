@@ -83,13 +83,14 @@ def _ci(x) -> list[float]:
 
 def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=None,
              split: str = "test", n_capability: int | None = 40, opposing: bool = True,
-             progress: bool = True) -> dict:
+             bounds: FluencyBounds | dict | None = None, progress: bool = True) -> dict:
     """The comparison table: per value × method CSR, FR and capability retention.
 
     Returns ``{"rows": [...], "summary": {...}, "seconds", "computed"}``; each row holds
     ``value, method, csr, csr_ci, fr, capability, retention, mean_score, gate_open_rate,
     csr_opposing, p_vs_none, config``. Statistics: paired one-sided t-tests on the judge's
-    per-prompt scores (scipy), percentile bootstrap 95 % CIs of CSR.
+    per-prompt scores (scipy), percentile bootstrap 95 % CIs of CSR. ``bounds``: fluency
+    bounds to reuse (default: calibrated on the unsteered answers to the dev prompts).
     """
     from tqdm.auto import tqdm
     t0 = time.time()
@@ -100,7 +101,9 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
     methods = ["none"] + [m for m in methods if m != "none"]
     settings = settings or load_settings(runner.model)
     gates = Gates(runner, touche, settings)
-    bounds = fluency_bounds(runner)
+    if isinstance(bounds, dict):   # e.g. the "fluency_bounds" of a saved evaluation
+        bounds = FluencyBounds(**bounds)
+    bounds = bounds or fluency_bounds(runner)
     cap_rows = load_prompts("irrelevant", split="test")[:n_capability]
     none_cap = runner.capability(MethodConfig("none", values[0]), cap_rows)
     rows = []

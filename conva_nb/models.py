@@ -208,6 +208,20 @@ def _default_dtype(device: str, dtype):
     return torch.float32
 
 
+@contextlib.contextmanager
+def _quiet_weights_bar(quiet: bool):
+    """Hide transformers' "Loading weights" bar for the seconds-long embedded load."""
+    from transformers.utils import logging as hf_logging
+    was = hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
                device_map=None, layers_path: str | None = None):
     """Load a causal LM and its tokenizer; returns ``(model, tokenizer)``.
@@ -239,7 +253,8 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
         kwargs["device_map"] = device_map
     try:
         tok = _tokenizer_from(source, name == EMBEDDED)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        with _quiet_weights_bar(name == EMBEDDED):
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
         raise ValueError(f"cannot load model {name!r}: {err}. Valid: 'embedded', a Hugging Face "
                          "model id (needs the hub or a local cache) or a local model directory"

@@ -248,12 +248,29 @@ def bank_path(model, value: str, data: str = "controlled", pooling: str = "last"
             / f"{value}-{data}-{pooling}-{data_fingerprint(value, data)}")
 
 
+SHIPPED_BANKS = Path(__file__).parent / "banks"
+
+
+def shipped_bank_path(model, value: str, data: str = "controlled", pooling: str = "last") -> Path:
+    """Where the package ships this bank (embedded model only; the name carries the data
+    fingerprint, so a bank trained on other data is never picked up)."""
+    from .models import EMBEDDED_IDENTITY
+    if model_identity(model) != EMBEDDED_IDENTITY:
+        return SHIPPED_BANKS / "none"
+    value = canonical(value)
+    return SHIPPED_BANKS / "embedded" / f"{value}-{data}-{pooling}-{data_fingerprint(value, data)}"
+
+
 def get_bank(model, tokenizer, value: str, data: str = "controlled", pooling: str = "last",
              retrain: bool = False, progress: bool = True, **kwargs) -> ProbeBank:
-    """The cached bank for (model, value, data, pooling), trained on first use."""
+    """The bank for (model, value, data, pooling): shipped with the package (the embedded
+    model's banks, as ``conva-nb probe`` trains them), cached, or trained on first use."""
     path = bank_path(model, value, data, pooling)
-    if not retrain and (path / "bank.json").exists():
-        return ProbeBank.load(path, model)
+    if not retrain and not kwargs:
+        shipped = shipped_bank_path(model, value, data, pooling)
+        for p in (shipped, path):
+            if (p / "bank.json").exists():
+                return ProbeBank.load(p, model)
     bank = train_probes(model, tokenizer, value, data, pooling, progress=progress, **kwargs)
     bank.save(path)
     return bank

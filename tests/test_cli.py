@@ -126,20 +126,30 @@ def test_check_data_json_in_model_tokens():
         assert v["length_gap_abs_mean"] >= v["length_gap_tokens"]
 
 
-@pytest.mark.embedded
-def test_evaluate_cli_rows_and_cached_rerun(tmp_path):
-    args = ("evaluate", "--values", "power", "--methods", "none,caa,conva", "--n-capability", "8",
-            "--no-opposing", "--json", "--no-progress", "--out", str(tmp_path / "ev.json"))
-    r = run(*args)
-    assert r.returncode == 0, r.stderr[-2000:]
+def test_evaluate_cli_rows_and_cached_rerun(tmp_path, touche_dir):
+    """The full evaluate path (banks, gate, judge, fluency, capability, statistics) on a
+    tiny saved model, so that it runs in CI time; a re-run generates nothing new."""
+    import os
+    from tiny import tiny_model
+    model, tok = tiny_model("llama")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    env = {**os.environ, "CONVA_NB_TOUCHE": str(touche_dir)}
+    args = [sys.executable, "-m", "conva_nb", "evaluate", "--model", str(tmp_path / "m"),
+            "--values", "power", "--methods", "none,ica,caa,conva", "--n-capability", "8",
+            "--json", "--no-progress", "--out", str(tmp_path / "ev.json")]
+    r = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
+    assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(r.stdout)
     assert [(x["value"], x["method"]) for x in doc["rows"]] == \
-        [("power", "none"), ("power", "caa"), ("power", "conva")]
+        [("power", m) for m in ("none", "ica", "caa", "conva")]
     for row in doc["rows"]:
         assert 0 <= row["csr"] <= 1 and 0 <= row["fr"] <= 1 and row["retention"] >= 0
         assert row["csr_ci"][0] <= row["csr"] <= row["csr_ci"][1]
-    assert doc["rows"][0]["retention"] == 1.0
+        assert row["n_prompts"] == 30
+    assert doc["rows"][0]["retention"] == 1.0 and doc["computed"]["generated"] > 0
     assert json.loads((tmp_path / "ev.json").read_text())["rows"] == doc["rows"]
-    again = json.loads(run(*args).stdout)
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
+    again = json.loads(again.stdout)
     assert again["computed"] == {"generated": 0, "scored": 0, "perplexities": 0}
     assert again["rows"] == doc["rows"]
