@@ -112,6 +112,17 @@ def test_probe_cli_json(tmp_path):
     assert doc["selected_layers"] and all(l < 13 for l in doc["selected_layers"])
     assert 0.5 <= doc["negation_control_acc"] <= 1
     assert doc["saved_to"] == str((tmp_path / "b").resolve())
+    # the bank the package ships for the embedded model is what `probe` trains
+    import numpy as np
+    from conva_nb.models import EMBEDDED_IDENTITY
+    from conva_nb.probes import SHIPPED_BANKS, ProbeBank, data_fingerprint
+    shipped = ProbeBank.load(SHIPPED_BANKS / "embedded" /
+                             f"self-direction-controlled-last-{data_fingerprint('self-direction')}")
+    fresh = ProbeBank.load(tmp_path / "b")
+    assert shipped.model_id == fresh.model_id == EMBEDDED_IDENTITY
+    np.testing.assert_allclose(fresh.test_acc, shipped.test_acc, atol=0.0126)   # <= 1 sentence
+    cos = (fresh.v * shipped.v).sum(1)
+    assert cos.min() > 0.99, cos
 
 
 @pytest.mark.embedded

@@ -31,3 +31,13 @@ def test_naive_probe_learns_topic_not_value(embedded, value):
     transfer = transfer_accuracy(model, tok, bank)[str(layer)]
     print(value, "naive probe layer", layer, "transfer to controlled", transfer)
     assert transfer <= 0.70                                  # ... but does not find the value
+
+
+def test_shipped_banks_match_the_shipped_data():
+    """Every controlled bank the package ships was trained on the data it ships now."""
+    from conva_nb.probes import SHIPPED_BANKS, data_fingerprint
+    from conva_nb.values import VALUE_NAMES
+    names = {p.name for p in (SHIPPED_BANKS / "embedded").iterdir()}
+    for v in VALUE_NAMES:
+        assert f"{v}-controlled-last-{data_fingerprint(v)}" in names, \
+            f"{v}: shipped bank is stale or missing; run tools/ship_banks.py"
