@@ -8,8 +8,10 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 # Touché23 beside the checkout (this project's machines); elsewhere pass a path or download.
-TOUCHE_DIR := $(abspath ../shared/data/touche23)
-ifneq ($(wildcard $(TOUCHE_DIR)/arguments-training.tsv),)
+TOUCHE_DIR := $(patsubst %/arguments-training.tsv,%,$(firstword $(wildcard \
+	$(abspath ../shared/data/touche23)/arguments-training.tsv \
+	/work/shared/data/touche23/arguments-training.tsv)))
+ifneq ($(TOUCHE_DIR),)
 export CONVA_NB_TOUCHE ?= $(TOUCHE_DIR)
 endif
 

@@ -25,7 +25,7 @@ __all__ = ["fluency_bounds", "Gates", "score_method", "evaluate", "calibrate", "
 # target logits: P0 = 0.99 (the paper's default), 0.999, and two beyond the paper's range
 LOGIT_GRID = (4.595, 10.0, 14.0)
 BAND_LOGITS = (10.0,)                # the 3-layer band is tried at this strength only
-CAA_GRID = (0.25, 0.5)               # x the layer's mean hidden-state norm
+CAA_GRID = (0.05, 0.1, 0.25)         # x the layer's mean hidden-state norm
 ICA_GRID = ("definition", "persona")
 FR_RATIO = 0.97
 OPPOSING_METHODS = ("none", "ica", "caa", "conva")
@@ -197,8 +197,11 @@ def sweep(runner, judge, value: str, logits=LOGIT_GRID, layers=None, split: str 
 
 
 def _best(trials: list[dict], fr_floor: float) -> dict:
-    """Highest CSR (then mean judge score, then the weakest setting) among fluent trials."""
-    ok = [t for t in trials if t["fr"] >= fr_floor] or trials[:1]
+    """Highest CSR (then mean judge score, then the weakest setting) among fluent trials;
+    if none is fluent enough, the most fluent one (then the highest CSR)."""
+    ok = [t for t in trials if t["fr"] >= fr_floor]
+    if not ok:
+        return max(trials, key=lambda t: (t["fr"], t["csr"], t["mean_score"]))
     return max(ok, key=lambda t: (t["csr"], t["mean_score"], -t.get("strength", 0)))
 
 

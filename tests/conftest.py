@@ -34,7 +34,7 @@ def tmp_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def touche_dir():
-    d = SHARED / "data" / "touche23"
+    d = Path(os.environ.get("CONVA_NB_TOUCHE") or SHARED / "data" / "touche23")
     if not (d / "arguments-training.tsv").exists():
         pytest.skip("Touché23 data not found beside the checkout (../shared/data/touche23)")
     return d
