@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .methods import GATED, METHODS, MethodConfig, question_for, steering_context
+from .methods import GATED, MethodConfig, question_for, steering_context
 from .models import cache_dir, model_identity
 from .prompting import GEN_DEFAULTS, frame, generate
 
@@ -234,8 +233,3 @@ class Runner:
             self.counters["perplexities"] += len(todo)
         return np.array([np.inf if self.store[k] is None else self.store[k] for k in keys])
 
-
-def timed(fn, *args, **kwargs):
-    t = time.time()
-    out = fn(*args, **kwargs)
-    return out, time.time() - t

@@ -2,14 +2,13 @@
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from conva_nb.evaluation import LLMJudge
 from conva_nb.experiment import summarize
 from conva_nb.local_server import ScriptedChatServer
-from conva_nb.methods import MethodConfig, steering_context
+from conva_nb.methods import MethodConfig
 from conva_nb.prompting import generate, question_of
 from conva_nb.runner import Runner, RunStore, answer_match
 from conva_nb.settings import config_for, load_settings, save_settings
@@ -151,3 +150,8 @@ def test_llm_judge_over_real_http_with_cache_and_retries(tmp_path):
         assert srv.requests == n                      # served from the cache file
     lines = (tmp_path / "j.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all("k" in json.loads(l) for l in lines)
+
+
+def test_cli_lists_the_same_methods():
+    from conva_nb import cli, methods
+    assert cli.METHOD_NAMES == methods.METHODS

@@ -248,7 +248,6 @@ def test_gate_decides_once_per_generate_call(use_cache):
 
 def test_token_edits_reach_p0_and_skip_bos():
     from conva_nb.steering import token_edits
-    from tiny import tiny_tokenizer
     model, tok = tiny_model("llama")
     bank = random_bank(model)
     r = token_edits(model, tok, bank, "the friend helped my family", layer=1, p0=0.9)
