@@ -225,19 +225,12 @@ class LLMJudge:
                  cache_path=None, max_retries: int = 3, backoff: float = 0.5):
         import openai
         from .models import cache_dir
+        from .runner import RunStore
         self.model_name, self.max_retries, self.backoff = model_name, max_retries, backoff
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "not-needed",
                                     max_retries=0)
-        self.cache_path = Path(cache_path or cache_dir() / "llm_judge.jsonl")
-        self.cache: dict[str, dict] = {}
+        self.cache = RunStore(cache_path or cache_dir() / "llm_judge.jsonl")
         self.requests = 0
-        if self.cache_path.exists():
-            for line in self.cache_path.read_text(encoding="utf-8").splitlines():
-                try:
-                    r = json.loads(line)
-                    self.cache[r["k"]] = r["v"]
-                except (json.JSONDecodeError, KeyError):
-                    continue
 
     def _key(self, value, prompt, response) -> str:
         import hashlib
@@ -274,14 +267,10 @@ class LLMJudge:
         out, new = [], {}
         for p, r in zip(prompts, responses):
             k = self._key(v.name, p, r)
-            if k not in self.cache:
-                self.cache[k] = self._ask(JUDGE_TEMPLATE.format(
+            if k not in self.cache and k not in new:
+                new[k] = self._ask(JUDGE_TEMPLATE.format(
                     value=v.name, definition=v.definition, prompt=p, response=r or "(empty)"))
-                new[k] = self.cache[k]
-            out.append(self.cache[k])
+            out.append(new[k] if k in new else self.cache[k])
         if new:
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.cache_path.open("a", encoding="utf-8") as fh:
-                for k, val in new.items():
-                    fh.write(json.dumps({"k": k, "v": val}) + "\n")
+            self.cache.put_many(new)
         return out
