@@ -120,12 +120,14 @@ def test_probe_cli_json(tmp_path):
                              f"self-direction-controlled-last-{data_fingerprint('self-direction')}")
     fresh = ProbeBank.load(tmp_path / "b")
     assert shipped.model_id == fresh.model_id == EMBEDDED_IDENTITY
-    np.testing.assert_allclose(fresh.test_acc, shipped.test_acc, atol=0.0126)   # <= 1 sentence
-    # extraction batches differ in float rounding, so grouped CV may pick another C at a
-    # layer or two; where it picks the same C the vectors agree
+    # extraction batches differ in float rounding across machines, so grouped CV may pick
+    # another C at a layer or two; where it picks the same C probes and vectors agree
     cos = (fresh.v * shipped.v).sum(1)
     same = fresh.C == shipped.C
     assert same.mean() >= 0.8, (fresh.C, shipped.C)
+    np.testing.assert_allclose(fresh.test_acc[same], shipped.test_acc[same],
+                               atol=0.0126)                            # <= 1 sentence
+    np.testing.assert_allclose(fresh.test_acc, shipped.test_acc, atol=0.0376)  # <= 3
     assert cos[same].min() > 0.999 and cos.min() > 0.8, cos
 
 
