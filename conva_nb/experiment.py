@@ -28,6 +28,7 @@ BAND_LOGITS = (10.0,)                # the 3-layer band is tried at this strengt
 CAA_GRID = (0.05, 0.1, 0.25)         # x the layer's mean hidden-state norm
 ICA_GRID = ("definition", "persona")
 FR_RATIO = 0.97
+MAX_IRRELEVANT_OPEN = 0.15           # the gate may open on at most this share of irrelevant dev prompts
 OPPOSING_METHODS = ("none", "ica", "caa", "conva")
 
 
@@ -218,6 +219,7 @@ def calibrate(runner, judge, values=None, touche=None, logits=LOGIT_GRID, caa_gr
     irr_dev = [r["prompt"] for r in lp("irrelevant", split="dev")]
     doc = {"model_id": model_identity(runner.model), "calibrated": True,
            "objective": "max CSR (embedded judge) on dev prompts s.t. FR >= 0.97 x unsteered FR",
+           "gate_rule": f"max Youden J s.t. open on <= {MAX_IRRELEVANT_OPEN} of irrelevant dev prompts",
            "fluency_bounds": bounds.__dict__, "values": {}, "search": {}}
     for value in tqdm(values, desc="calibrate", disable=not progress):
         qs = [r["prompt"] for r in lp("value", value, "dev")]
@@ -270,14 +272,19 @@ def calibrate(runner, judge, values=None, touche=None, logits=LOGIT_GRID, caa_gr
     return doc
 
 
-def _gate_threshold(gates, value: str, value_qs: list[str], irrelevant_qs: list[str]) -> dict:
-    """g0 that best separates the value's dev prompts from value-irrelevant dev prompts."""
+def _gate_threshold(gates, value: str, value_qs: list[str], irrelevant_qs: list[str],
+                    max_irrelevant_open: float = MAX_IRRELEVANT_OPEN) -> dict:
+    """g0 that best separates the value's dev prompts from value-irrelevant dev prompts
+    (max Youden J) among thresholds that open on at most ``max_irrelevant_open`` of the
+    irrelevant ones: the gate exists to leave those alone, so a weak detector yields a
+    gate that rarely opens rather than one that always does."""
     from sklearn.metrics import roc_curve
     gate = gates(value, 0.5)
     s_val, s_irr = np.asarray(gate.scores(value_qs)), np.asarray(gate.scores(irrelevant_qs))
     y = np.r_[np.ones(len(s_val)), np.zeros(len(s_irr))]
     fpr, tpr, thr = roc_curve(y, np.r_[s_val, s_irr])
-    k = int(np.argmax(tpr - fpr))
+    j = np.where(fpr <= max_irrelevant_open, tpr - fpr, -np.inf)
+    k = int(np.argmax(j))
     g0 = float(np.clip(thr[k], 1e-4, 1 - 1e-4))
     return {"g0": round(g0, 6), "open_value_dev": round(float((s_val >= g0).mean()), 4),
             "open_irrelevant_dev": round(float((s_irr >= g0).mean()), 4)}
