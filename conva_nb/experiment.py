@@ -20,7 +20,7 @@ from .settings import DEFAULTS, config_for, load_settings
 from .values import VALUE_NAMES, canonical
 
 __all__ = ["fluency_bounds", "Gates", "score_method", "evaluate", "calibrate", "sweep",
-           "LOGIT_GRID", "CAA_GRID"]
+           "gate_threshold", "LOGIT_GRID", "CAA_GRID", "MAX_IRRELEVANT_OPEN"]
 
 # target logits: P0 = 0.99 (the paper's default), 0.999, and two beyond the paper's range
 LOGIT_GRID = (4.595, 10.0, 14.0)
@@ -274,17 +274,21 @@ def calibrate(runner, judge, values=None, touche=None, logits=LOGIT_GRID, caa_gr
 
 def _gate_threshold(gates, value: str, value_qs: list[str], irrelevant_qs: list[str],
                     max_irrelevant_open: float = MAX_IRRELEVANT_OPEN) -> dict:
-    """g0 that best separates the value's dev prompts from value-irrelevant dev prompts
-    (max Youden J) among thresholds that open on at most ``max_irrelevant_open`` of the
-    irrelevant ones: the gate exists to leave those alone, so a weak detector yields a
-    gate that rarely opens rather than one that always does."""
-    from sklearn.metrics import roc_curve
+    """The calibrated gate threshold for ``value`` from its dev prompts (see ``gate_threshold``)."""
     gate = gates(value, 0.5)
-    s_val, s_irr = np.asarray(gate.scores(value_qs)), np.asarray(gate.scores(irrelevant_qs))
+    return gate_threshold(gate.scores(value_qs), gate.scores(irrelevant_qs), max_irrelevant_open)
+
+
+def gate_threshold(s_val, s_irr, max_irrelevant_open: float = MAX_IRRELEVANT_OPEN) -> dict:
+    """g0 that best separates value prompts' gate scores ``s_val [n]`` from irrelevant
+    prompts' ``s_irr [m]`` (max Youden J) among thresholds that open on at most
+    ``max_irrelevant_open`` of the irrelevant ones: the gate exists to leave those alone, so
+    a weak detector yields a gate that rarely opens rather than one that always does."""
+    from sklearn.metrics import roc_curve
+    s_val, s_irr = np.asarray(s_val, float), np.asarray(s_irr, float)
     y = np.r_[np.ones(len(s_val)), np.zeros(len(s_irr))]
     fpr, tpr, thr = roc_curve(y, np.r_[s_val, s_irr])
-    j = np.where(fpr <= max_irrelevant_open, tpr - fpr, -np.inf)
-    k = int(np.argmax(j))
+    k = int(np.argmax(np.where(fpr <= max_irrelevant_open, tpr - fpr, -np.inf)))
     g0 = float(np.clip(thr[k], 1e-4, 1 - 1e-4))
     return {"g0": round(g0, 6), "open_value_dev": round(float((s_val >= g0).mean()), 4),
             "open_irrelevant_dev": round(float((s_irr >= g0).mean()), 4)}

@@ -2,11 +2,12 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from conva_nb.evaluation import LLMJudge
-from conva_nb.experiment import summarize
+from conva_nb.experiment import gate_threshold, summarize
 from conva_nb.local_server import ScriptedChatServer
 from conva_nb.methods import MethodConfig
 from conva_nb.prompting import generate, question_of
@@ -155,3 +156,22 @@ def test_llm_judge_over_real_http_with_cache_and_retries(tmp_path):
 def test_cli_lists_the_same_methods():
     from conva_nb import cli, methods
     assert cli.METHOD_NAMES == methods.METHODS
+
+
+def test_gate_threshold_caps_the_irrelevant_open_rate():
+    # separable scores: the threshold opens on every value prompt and no irrelevant one
+    sep = gate_threshold([0.9, 0.8, 0.7], [0.1, 0.2, 0.3, 0.4])
+    assert sep == {"g0": 0.7, "open_value_dev": 1.0, "open_irrelevant_dev": 0.0}
+    # a detector that ranks irrelevant prompts higher: plain Youden J picks 0.6 (J = 1/3 − 3/10)
+    # and opens on 30 % of irrelevant prompts; the cap keeps the gate shut instead
+    val, irr = [0.6, 0.1, 0.05], [0.9, 0.8, 0.7, 0.5, 0.4, 0.3, 0.2, 0.15, 0.12, 0.11]
+    capped = gate_threshold(val, irr, max_irrelevant_open=0.15)
+    assert capped["open_irrelevant_dev"] <= 0.15
+    loose = gate_threshold(val, irr, max_irrelevant_open=1.0)
+    assert loose["g0"] == 0.6 and loose["open_irrelevant_dev"] == 0.3
+    assert capped["open_value_dev"] == 0.0
+    # the capped choice is the best J among allowed thresholds, checked by brute force
+    def j(t):
+        return np.mean(np.array(val) >= t) - np.mean(np.array(irr) >= t)
+    allowed = [t for t in val + irr + [np.inf] if np.mean(np.array(irr) >= t) <= 0.15]
+    assert np.isclose(j(capped["g0"]), max(j(t) for t in allowed))
