@@ -402,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="'all' or comma-separated values")
         p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
         p.add_argument("--touche", type=Path, default=None, help="Touché23 dir (judge, gate)")
-        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(func=func)
 

@@ -75,7 +75,7 @@ class Runner:
     ``perplexities`` (new perplexities) — what a re-run had to compute.
     """
 
-    def __init__(self, model, tokenizer, store: RunStore | None = None, batch_size: int = 16,
+    def __init__(self, model, tokenizer, store: RunStore | None = None, batch_size: int = 32,
                  max_new_tokens: int = GEN_DEFAULTS["max_new_tokens"], progress: bool = True,
                  banks: dict | None = None):
         self.model, self.tok = model, tokenizer
@@ -149,28 +149,11 @@ class Runner:
         return out, opened
 
     # --- capability -----------------------------------------------------------------------
-    @torch.no_grad()
     def _choice_logliks(self, texts: list[str], conts: list[str]) -> list[float]:
         """Sum log-prob of each continuation given its text (batched, right padding)."""
-        device = self.model.get_input_embeddings().weight.device
-        ctx = [self.tok(t).input_ids for t in texts]
-        cont = [self.tok(" " + c.strip(), add_special_tokens=False).input_ids for c in conts]
-        seqs = [a + b for a, b in zip(ctx, cont)]
-        L = max(map(len, seqs))
-        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        ids = torch.full((len(seqs), L), pad, dtype=torch.long)
-        am = torch.zeros((len(seqs), L), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, :len(s)] = torch.tensor(s)
-            am[i, :len(s)] = 1
-        logits = self.model(input_ids=ids.to(device), attention_mask=am.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], -1)
-        out = []
-        for i, (a, b) in enumerate(zip(ctx, cont)):
-            tgt = torch.tensor(b, device=logp.device)
-            out.append(float(logp[i, len(a) - 1:len(a) - 1 + len(b)].gather(
-                1, tgt[:, None]).sum()))
-        return out
+        from .evaluation import continuation_logprobs
+        sums, _ = continuation_logprobs(self.model, self.tok, texts, conts, self.batch_size)
+        return [float(x) for x in sums]
 
     def choice_scores(self, cfg: MethodConfig, rows: list[dict], gate=None) -> list[list[float]]:
         """Log-likelihood of each choice of each multiple-choice row under ``cfg``."""
@@ -227,7 +210,8 @@ class Runner:
         todo = {k: (q, t) for k, q, t in zip(keys, questions, texts) if k not in self.store}
         if todo:
             qs, ts = zip(*todo.values())
-            ppl = perplexities(self.model, self.tok, [frame(self.tok, q) for q in qs], list(ts))
+            ppl = perplexities(self.model, self.tok, [frame(self.tok, q) for q in qs], list(ts),
+                               self.batch_size)
             self.store.put_many({k: (float(p) if np.isfinite(p) else None)
                                  for k, p in zip(todo, ppl)})
             self.counters["perplexities"] += len(todo)

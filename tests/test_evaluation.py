@@ -1,9 +1,12 @@
 import math
 
 import numpy as np
+import pytest
+import torch
 from scipy.stats import bootstrap, ttest_rel
 
 from conva_nb import evaluation as E
+from tiny import ARCHS
 
 
 def test_distinct_and_repetition_by_hand():
@@ -41,11 +44,27 @@ def test_csr_and_statistics_match_scipy():
     assert lo < a.mean() < hi
 
 
-def test_perplexity_on_tiny_model():
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_perplexity_equals_one_by_one_loss(arch):
+    """Batched, length-sorted scoring with logits only at the response positions gives
+    the same perplexity as an unpadded forward's mean loss over the response tokens."""
     from tiny import tiny_model
-    model, tok = tiny_model("llama")
-    ppl = E.perplexities(model, tok, ["the friend", "i won"], ["helped my family", ""])
-    assert ppl[0] > 1 and math.isinf(ppl[1])
+    model, tok = tiny_model(arch)
+    ctx = ["the friend", "i won the city and", "we", "she helped"]
+    resp = ["helped my family", "", "won the home of my friend", "work"]
+    ppl = E.perplexities(model, tok, ctx, resp, batch_size=3)
+    assert math.isinf(ppl[1])
+    for c, r, got in zip(ctx, resp, ppl):
+        if not r:
+            continue
+        a = tok(c, return_tensors="pt").input_ids
+        b = tok(" " + r, add_special_tokens=False, return_tensors="pt").input_ids
+        ids = torch.cat([a, b], 1)
+        labels = ids.clone()
+        labels[:, : a.shape[1]] = -100
+        with torch.no_grad():
+            ref = math.exp(model(ids, labels=labels).loss.item())
+        assert got > 1 and math.isclose(got, ref, rel_tol=1e-4)
 
 
 def test_value_judge_on_touche(touche_dir):
