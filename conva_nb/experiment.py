@@ -91,7 +91,8 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
     ``value, method, csr, csr_ci, fr, capability, retention, mean_score, gate_open_rate,
     csr_opposing, p_vs_none, config``. Statistics: paired one-sided t-tests on the judge's
     per-prompt scores (scipy), percentile bootstrap 95 % CIs of CSR. ``bounds``: fluency
-    bounds to reuse (default: calibrated on the unsteered answers to the dev prompts).
+    bounds to reuse (default: those of the calibrated settings, else calibrated now on the
+    unsteered answers to the dev prompts).
     """
     from tqdm.auto import tqdm
     t0 = time.time()
@@ -102,6 +103,8 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
     methods = ["none"] + [m for m in methods if m != "none"]
     settings = settings or load_settings(runner.model)
     gates = Gates(runner, touche, settings)
+    if bounds is None and settings.get("fluency_bounds"):   # the bounds calibration used
+        bounds = settings["fluency_bounds"]
     if isinstance(bounds, dict):   # e.g. the "fluency_bounds" of a saved evaluation
         bounds = FluencyBounds(**bounds)
     bounds = bounds or fluency_bounds(runner)

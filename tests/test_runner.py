@@ -175,3 +175,18 @@ def test_gate_threshold_caps_the_irrelevant_open_rate():
         return np.mean(np.array(val) >= t) - np.mean(np.array(irr) >= t)
     allowed = [t for t in val + irr + [np.inf] if np.mean(np.array(irr) >= t) <= 0.15]
     assert np.isclose(j(capped["g0"]), max(j(t) for t in allowed))
+
+
+def test_evaluate_reuses_the_calibrated_fluency_bounds(tmp_path, touche_dir):
+    """With settings that hold fluency bounds, evaluate generates only the test prompts'
+    answers (no unsteered dev answers to re-derive the same bounds)."""
+    from conva_nb.evaluation import get_judge
+    from conva_nb.experiment import evaluate
+    r, _ = make_runner(tmp_path)
+    bounds = {"max_ppl": 1e9, "min_distinct2": 0.0, "max_repetition": 1.0}
+    settings = {"model_id": "tiny", "values": {}, "fluency_bounds": bounds}
+    res = evaluate(r, get_judge(touche_dir), values=["benevolence"], methods=["none"],
+                   settings=settings, n_capability=2, opposing=False, progress=False)
+    n_test = res["rows"][0]["n_prompts"]
+    assert res["fluency_bounds"] == bounds and res["rows"][0]["fr"] == 1.0
+    assert r.counters["generated"] == n_test
