@@ -7,7 +7,6 @@ all lie within bounds calibrated on the unsteered model's own answers.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from dataclasses import dataclass
@@ -15,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["tokens", "distinct_n", "repetition_rate", "continuation_logprobs", "perplexities", "FluencyBounds",
-           "fluency_rate", "paired_test", "bootstrap_ci", "csr", "ValueJudge", "get_judge",
-           "LLMJudge"]
+__all__ = ["tokens", "distinct_n", "repetition_rate", "continuation_logprobs", "perplexities",
+           "FluencyBounds", "fluency_rate", "paired_test", "bootstrap_ci", "csr", "ValueJudge",
+           "get_judge", "LLMJudge"]
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 

@@ -18,7 +18,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .methods import GATED, MethodConfig, question_for, steering_context
 from .models import cache_dir, model_identity
