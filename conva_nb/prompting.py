@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .values import get_value
 
@@ -66,24 +65,9 @@ def question_of(text: str) -> str:
     return parts[-1].split("\nAnswer:")[0].strip() if len(parts) > 1 else text.strip()
 
 
-_STOP = re.compile(r"\n\s*\n|\nQuestion:")
-
-
 def _clean(text: str) -> str:
     """Cut a continuation at the next question or blank line (the frame's own stop)."""
-    return _STOP.split(text)[0].strip()
-
-
-class _StopAtFrameEnd(StoppingCriteria):
-    """Ends a row once its new text holds the frame's stop: ``_clean`` would cut there
-    anyway, so the answers are unchanged and a batch ends when its last row does."""
-
-    def __init__(self, tokenizer, prompt_len: int):
-        self.tok, self.prompt_len = tokenizer, prompt_len
-
-    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        new = self.tok.batch_decode(input_ids[:, self.prompt_len:], skip_special_tokens=True)
-        return torch.tensor([bool(_STOP.search(t)) for t in new], device=input_ids.device)
+    return re.split(r"\n\s*\n|\nQuestion:", text)[0].strip()
 
 
 @torch.no_grad()
@@ -101,9 +85,7 @@ def generate(model, tokenizer, questions: list[str], batch_size: int = 8, seed: 
         enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
                         add_special_tokens=not texts[i].startswith(tokenizer.bos_token or "\0"))
         enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        stop = StoppingCriteriaList([_StopAtFrameEnd(tokenizer, enc["input_ids"].shape[1])])
-        ids = model.generate(**enc, pad_token_id=tokenizer.pad_token_id, stopping_criteria=stop,
-                             **kwargs)
+        ids = model.generate(**enc, pad_token_id=tokenizer.pad_token_id, **kwargs)
         new = ids[:, enc["input_ids"].shape[1]:]
         out += [_clean(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return out
