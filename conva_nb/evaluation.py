@@ -43,25 +43,29 @@ def repetition_rate(text: str, n: int = 3) -> float:
     return rep / len(grams) if grams else 0.0
 
 
-def _logits_at(model, ids: torch.Tensor, mask: torch.Tensor, keep: list[int]) -> torch.Tensor:
+def _logits_at(model, ids: torch.Tensor, mask: torch.Tensor, keep: list[int],
+               **extra) -> torch.Tensor:
     """Logits at sequence positions ``keep`` only: [batch, len(keep), vocab]."""
     pos = torch.tensor(keep, device=ids.device)
     try:
-        return model(input_ids=ids, attention_mask=mask, logits_to_keep=pos).logits
+        return model(input_ids=ids, attention_mask=mask, logits_to_keep=pos, **extra).logits
     except TypeError:   # a model class without ``logits_to_keep``: full logits, then slice
-        return model(input_ids=ids, attention_mask=mask).logits[:, pos]
+        return model(input_ids=ids, attention_mask=mask, **extra).logits[:, pos]
 
 
 @torch.no_grad()
 def continuation_logprobs(model, tokenizer, contexts: list[str], continuations: list[str],
-                          batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                          batch_size: int = 16, share_prefix: bool = False
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Summed log-probability and token count of each continuation given its context.
 
     Returns two arrays of shape [n]. Each continuation is scored as ``" " + text.strip()``.
     Batched with right padding, sorted by context length; the LM head runs only at the
     positions that predict continuation tokens, which on Gemma's 262k-token vocabulary is
-    most of the cost of a full forward.
+    most of the cost of a full forward. share_prefix: run the token prefix all contexts
+    share (the few-shot preamble) once and reuse its KV cache (see :mod:`conva_nb.prefix`).
     """
+    from .prefix import cache_kwarg, common_prefix_len, expand_cache, prefix_cache
     device = model.get_input_embeddings().weight.device
     ctx = [tokenizer(c).input_ids for c in contexts]
     cont = [tokenizer(" " + c.strip(), add_special_tokens=False).input_ids if c.strip() else []
@@ -69,19 +73,27 @@ def continuation_logprobs(model, tokenizer, contexts: list[str], continuations: 
     sums, counts = np.zeros(len(ctx)), np.array([len(b) for b in cont])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     order = sorted((i for i in range(len(ctx)) if cont[i]), key=lambda i: (len(ctx[i]), len(cont[i])))
+    P = common_prefix_len([ctx[i] for i in order]) if share_prefix else 0
+    cache0 = prefix_cache(model, ctx[order[0]][:P]) if P else None
+    if P and _groupable(model, ctx, cont, order, P):
+        _grouped_logprobs(model, ctx, cont, order, P, cache0, batch_size, pad, sums)
+        return sums, counts
     for s in range(0, len(order), batch_size):
         rows = order[s:s + batch_size]
-        spans = [range(len(ctx[i]) - 1, len(ctx[i]) + len(cont[i]) - 1) for i in rows]
-        L = max(len(ctx[i]) + len(cont[i]) for i in rows)
+        # positions below are relative to the end of the shared prefix
+        spans = [range(len(ctx[i]) - 1 - P, len(ctx[i]) + len(cont[i]) - 1 - P) for i in rows]
+        L = max(len(ctx[i]) + len(cont[i]) for i in rows) - P
         ids = torch.full((len(rows), L), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), L), dtype=torch.long)
+        mask = torch.zeros((len(rows), P + L), dtype=torch.long)
+        mask[:, :P] = 1
         for j, i in enumerate(rows):
-            seq = ctx[i] + cont[i]
+            seq = ctx[i][P:] + cont[i]
             ids[j, :len(seq)] = torch.tensor(seq)
-            mask[j, :len(seq)] = 1
+            mask[j, P:P + len(seq)] = 1
         keep = sorted(set().union(*spans))
         col = {p: k for k, p in enumerate(keep)}
-        logits = _logits_at(model, ids.to(device), mask.to(device), keep)
+        extra = {cache_kwarg(model): expand_cache(cache0, len(rows))} if P else {}
+        logits = _logits_at(model, ids.to(device), mask.to(device), keep, **extra)
         for j, (i, span) in enumerate(zip(rows, spans)):
             logp = torch.log_softmax(logits[j, [col[p] for p in span]].float(), -1)
             tgt = torch.tensor(cont[i], device=logp.device)[:, None]
@@ -89,11 +101,75 @@ def continuation_logprobs(model, tokenizer, contexts: list[str], continuations: 
     return sums, counts
 
 
+def _groupable(model, ctx, cont, rows, P) -> bool:
+    """Whether repeated contexts (a question's choices) can each run once: some context
+    repeats, each has two tokens beyond the shared prefix, and no sliding attention
+    window is shorter than a sequence (it would count the padding between the parts)."""
+    from .prefix import sliding_window
+    if len({tuple(ctx[i]) for i in rows}) == len(rows) or min(len(ctx[i]) for i in rows) < P + 2:
+        return False
+    window = sliding_window(model)
+    return window is None or max(len(ctx[i]) + len(cont[i]) for i in rows) <= window
+
+
+def _grouped_logprobs(model, ctx, cont, rows, P, cache0, batch_size, pad, sums) -> None:
+    """Fill ``sums[i]`` for ``rows`` whose contexts repeat: each distinct context runs
+    once after the shared prefix (all but its last token), its cache is copied to each of
+    its continuations, which then run as [last context token | continuation]."""
+    from .prefix import cache_kwarg, expand_cache
+    device = model.get_input_embeddings().weight.device
+    kw = cache_kwarg(model)
+    groups: dict[tuple, list[int]] = {}
+    for i in rows:
+        groups.setdefault(tuple(ctx[i]), []).append(i)
+    batches, cur = [], []
+    for g in sorted(groups.values(), key=lambda g: len(ctx[g[0]])):
+        if cur and sum(map(len, cur)) + len(g) > batch_size:
+            batches.append(cur)
+            cur = []
+        cur.append(g)
+    batches += [cur] if cur else []
+    for gs in batches:
+        rem = [ctx[g[0]][P:-1] for g in gs]
+        Lq = max(map(len, rem))
+        q_ids = torch.full((len(gs), Lq), pad, dtype=torch.long)
+        q_mask = torch.zeros((len(gs), P + Lq), dtype=torch.long)
+        q_mask[:, :P] = 1
+        for u, r in enumerate(rem):
+            q_ids[u, :len(r)], q_mask[u, P:P + len(r)] = torch.tensor(r), 1
+        try:
+            out = model(input_ids=q_ids.to(device), attention_mask=q_mask.to(device),
+                        use_cache=True, logits_to_keep=1, **{kw: expand_cache(cache0, len(gs))})
+        except TypeError:
+            out = model(input_ids=q_ids.to(device), attention_mask=q_mask.to(device),
+                        use_cache=True, **{kw: expand_cache(cache0, len(gs))})
+        cache = getattr(out, "cache", None) or out.past_key_values
+        sel = [u for u, g in enumerate(gs) for _ in g]
+        members = [i for g in gs for i in g]
+        cache.batch_select_indices(torch.tensor(sel, device=device))
+        seqs = [[ctx[i][-1]] + cont[i] for i in members]
+        Lc = max(map(len, seqs))
+        ids = torch.full((len(members), Lc), pad, dtype=torch.long)
+        mask = torch.cat([q_mask[sel], torch.zeros((len(members), Lc), dtype=torch.long)], 1)
+        pos = torch.zeros((len(members), Lc), dtype=torch.long)
+        for j, (u, seq) in enumerate(zip(sel, seqs)):
+            ids[j, :len(seq)], mask[j, P + Lq:P + Lq + len(seq)] = torch.tensor(seq), 1
+            pos[j] = P + len(rem[u]) + torch.arange(Lc)
+        keep = list(range(max(len(cont[i]) for i in members)))
+        logits = _logits_at(model, ids.to(device), mask.to(device), keep,
+                            position_ids=pos.to(device), **{kw: cache})
+        for j, i in enumerate(members):
+            logp = torch.log_softmax(logits[j, :len(cont[i])].float(), -1)
+            tgt = torch.tensor(cont[i], device=logp.device)[:, None]
+            sums[i] = float(logp.gather(1, tgt).sum())
+
+
 def perplexities(model, tokenizer, contexts: list[str], responses: list[str],
-                 batch_size: int = 16) -> np.ndarray:
+                 batch_size: int = 16, share_prefix: bool = False) -> np.ndarray:
     """Perplexity of each response given its context under ``model`` (run it unsteered);
     ``inf`` for an empty response. Shape [n]."""
-    sums, counts = continuation_logprobs(model, tokenizer, contexts, responses, batch_size)
+    sums, counts = continuation_logprobs(model, tokenizer, contexts, responses, batch_size,
+                                         share_prefix)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(counts > 0, np.exp(-sums / np.maximum(counts, 1)), np.inf)
 

@@ -114,10 +114,11 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
     for value in tqdm(values, desc="evaluate", disable=not progress):
         qs = [r["prompt"] for r in load_prompts("value", value, split)]
         ops = [r["prompt"] for r in load_prompts("opposing", value, split)] if opposing else []
+        plan = {m: config_for(settings, m, value) for m in methods}
+        plan = {m: (cfg, gates(value, cfg.g0)) for m, cfg in plan.items()}
+        _prefetch(runner, plan, qs, ops)
         res = {}
-        for m in methods:
-            cfg = config_for(settings, m, value)
-            gate = gates(value, cfg.g0)
+        for m, (cfg, gate) in plan.items():
             r = score_method(runner, judge, cfg, qs, bounds, gate)
             cap = runner.capability(cfg, cap_rows, gate)
             r["capability"], r["cap_gate_open"] = cap["mc_acc"], cap["gate_open_rate"]
@@ -152,6 +153,20 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
             "judge": {"kind": "embedded MiniLM value judge", "report": judge.report_},
             "gate": gates.kind, "settings": settings.get("path"),
             "seconds": round(time.time() - t0, 1), "computed": dict(runner.counters)}
+
+
+def _prefetch(runner, plan: dict, qs: list[str], ops: list[str]) -> None:
+    """Compute (or find cached) what a value's rows need, in as few passes as possible:
+    each method's answers to its value and opposing prompts in one generation pass, then
+    the perplexity of every method's answers in one scoring pass, where a question's
+    answers share its context (:func:`conva_nb.evaluation.continuation_logprobs`)."""
+    asked, answers = [], []
+    for m, (cfg, gate) in plan.items():
+        q = qs + (ops if m in OPPOSING_METHODS else [])
+        texts, _ = runner.outputs(cfg, q, gate)
+        asked += q
+        answers += texts
+    runner.perplexities(asked, answers)
 
 
 def summarize(rows: list[dict]) -> dict:

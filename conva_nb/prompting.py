@@ -72,8 +72,15 @@ def _clean(text: str) -> str:
 
 @torch.no_grad()
 def generate(model, tokenizer, questions: list[str], batch_size: int = 8, seed: int = 0,
-             style: str = "auto", progress: bool = False, **gen_kwargs) -> list[str]:
-    """Answers to ``questions`` (new text only), batched with left padding."""
+             style: str = "auto", progress: bool = False, share_prefix: bool = False,
+             **gen_kwargs) -> list[str]:
+    """Answers to ``questions`` (new text only), batched with left padding.
+
+    share_prefix: run the tokens every row of a batch starts with (the few-shot
+    preamble) once and reuse their KV cache; the rest of each prompt is then padded
+    on its left, after the shared part. Same answers, less compute; only for the
+    unsteered model or token-local hooks (see :mod:`conva_nb.prefix`).
+    """
     from tqdm.auto import tqdm
     kwargs = {**GEN_DEFAULTS, **gen_kwargs}
     texts = [frame(tokenizer, q, style) for q in questions]
@@ -82,10 +89,38 @@ def generate(model, tokenizer, questions: list[str], batch_size: int = 8, seed: 
     torch.manual_seed(seed)
     for i in tqdm(range(0, len(texts), batch_size), disable=not progress, desc="generate",
                   leave=False):
-        enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
-                        add_special_tokens=not texts[i].startswith(tokenizer.bos_token or "\0"))
-        enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        add = not texts[i].startswith(tokenizer.bos_token or "\0")
+        enc = _shared_prefix_batch(model, tokenizer, texts[i:i + batch_size], add,
+                                   kwargs["max_new_tokens"]) if share_prefix else None
+        if enc is None:
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=add)
+            enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        enc = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in enc.items()}
         ids = model.generate(**enc, pad_token_id=tokenizer.pad_token_id, **kwargs)
         new = ids[:, enc["input_ids"].shape[1]:]
         out += [_clean(t) for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     return out
+
+
+def _shared_prefix_batch(model, tokenizer, texts: list[str], add_special: bool,
+                         max_new_tokens: int) -> dict | None:
+    """``input_ids``/``attention_mask`` laid out as [shared prefix | padding | own tokens]
+    and the prefix's KV cache, or ``None`` when the rows share too little (or a
+    sliding attention window would see the padding)."""
+    from .prefix import (cache_kwarg, common_prefix_len, expand_cache, prefix_cache,
+                         sliding_window)
+    ids = [tokenizer(t, add_special_tokens=add_special).input_ids for t in texts]
+    P = common_prefix_len(ids)
+    L = max(len(x) for x in ids)
+    window = sliding_window(model)
+    if not P or (window is not None and L + max_new_tokens > window):
+        return None
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    inp = torch.full((len(ids), L), pad, dtype=torch.long)
+    mask = torch.zeros((len(ids), L), dtype=torch.long)
+    inp[:, :P], mask[:, :P] = torch.tensor(ids[0][:P]), 1
+    for j, x in enumerate(ids):
+        inp[j, L - len(x) + P:], mask[j, L - len(x) + P:] = torch.tensor(x[P:]), 1
+    cache = expand_cache(prefix_cache(model, ids[0][:P]), len(ids))
+    return {"input_ids": inp, "attention_mask": mask, cache_kwarg(model): cache}

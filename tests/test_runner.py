@@ -190,3 +190,12 @@ def test_evaluate_reuses_the_calibrated_fluency_bounds(tmp_path, touche_dir):
     n_test = res["rows"][0]["n_prompts"]
     assert res["fluency_bounds"] == bounds and res["rows"][0]["fr"] == 1.0
     assert r.counters["generated"] == n_test
+
+
+def test_generation_batches_fold_a_small_tail_into_the_last_batch():
+    from conva_nb.runner import _chunks
+    assert [len(c) for c in _chunks(list(range(40)), 32)] == [40]
+    assert [len(c) for c in _chunks(list(range(41)), 32)] == [32, 9]
+    assert [len(c) for c in _chunks(list(range(70)), 32)] == [32, 38]
+    assert [len(c) for c in _chunks(list(range(5)), 32)] == [5]
+    assert sum(_chunks(list(range(73)), 32), []) == list(range(73))
