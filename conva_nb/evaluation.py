@@ -116,7 +116,7 @@ def _grouped_logprobs(model, ctx, cont, rows, P, cache0, batch_size, pad, sums) 
     """Fill ``sums[i]`` for ``rows`` whose contexts repeat: each distinct context runs
     once after the shared prefix (all but its last token), its cache is copied to each of
     its continuations, which then run as [last context token | continuation]."""
-    from .prefix import cache_kwarg, expand_cache
+    from .prefix import cache_kwarg, expand_cache, extend_cache
     device = model.get_input_embeddings().weight.device
     kw = cache_kwarg(model)
     groups: dict[tuple, list[int]] = {}
@@ -137,13 +137,8 @@ def _grouped_logprobs(model, ctx, cont, rows, P, cache0, batch_size, pad, sums) 
         q_mask[:, :P] = 1
         for u, r in enumerate(rem):
             q_ids[u, :len(r)], q_mask[u, P:P + len(r)] = torch.tensor(r), 1
-        try:
-            out = model(input_ids=q_ids.to(device), attention_mask=q_mask.to(device),
-                        use_cache=True, logits_to_keep=1, **{kw: expand_cache(cache0, len(gs))})
-        except TypeError:
-            out = model(input_ids=q_ids.to(device), attention_mask=q_mask.to(device),
-                        use_cache=True, **{kw: expand_cache(cache0, len(gs))})
-        cache = getattr(out, "cache", None) or out.past_key_values
+        cache = extend_cache(model, q_ids.to(device), q_mask.to(device),
+                             expand_cache(cache0, len(gs)))
         sel = [u for u, g in enumerate(gs) for _ in g]
         members = [i for g in gs for i in g]
         cache.batch_select_indices(torch.tensor(sel, device=device))

@@ -17,8 +17,8 @@ import inspect
 
 import torch
 
-__all__ = ["MIN_PREFIX", "common_prefix_len", "cache_kwarg", "prefix_cache", "expand_cache",
-           "sliding_window"]
+__all__ = ["MIN_PREFIX", "common_prefix_len", "cache_kwarg", "cache_of", "prefix_cache",
+           "extend_cache", "expand_cache", "sliding_window"]
 
 MIN_PREFIX = 8   # below this, one extra forward costs more than it saves
 
@@ -58,11 +58,23 @@ def cache_kwarg(model) -> str:
 @torch.no_grad()
 def prefix_cache(model, ids: list[int]):
     """KV cache of one row of token ``ids`` (run through the model, hooks included)."""
-    x = torch.tensor([ids], device=model.get_input_embeddings().weight.device)
-    try:   # only the cache is needed: skip the LM head where the model allows it
-        out = model(input_ids=x, use_cache=True, logits_to_keep=1)
-    except TypeError:
-        out = model(input_ids=x, use_cache=True)
+    return extend_cache(model, torch.tensor([ids], device=model.get_input_embeddings().weight.device))
+
+
+@torch.no_grad()
+def extend_cache(model, ids: torch.Tensor, mask: torch.Tensor | None = None, cache=None):
+    """The KV cache after running ``ids [b, t]`` (after ``cache``, if given; ``mask``
+    spans cache and ``ids``). Only the cache is wanted: the LM head runs at one position."""
+    kw = {cache_kwarg(model): cache} if cache is not None else {}
+    try:
+        out = model(input_ids=ids, attention_mask=mask, use_cache=True, logits_to_keep=1, **kw)
+    except TypeError:   # a model class without ``logits_to_keep``
+        out = model(input_ids=ids, attention_mask=mask, use_cache=True, **kw)
+    return cache_of(out)
+
+
+def cache_of(out):
+    """The KV cache a forward returned (transformers 5: ``cache``, 4.x: ``past_key_values``)."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else out.past_key_values
 

@@ -35,6 +35,19 @@ def _contexts(arch):
         "caa": lambda: steer(model, None, caa=caa, multiplier=0.5, tokenizer=tok)}
 
 
+def _full_and_shared(model, tok, ctxs, texts, conts, batch_size):
+    """``{context name: (full-forward scores, shared-prefix scores)}``, each ``([n], [n])``."""
+    out = {}
+    for name, ctx in ctxs.items():
+        with ctx():
+            full = continuation_logprobs(model, tok, texts, conts, batch_size)
+        with ctx():
+            shared = continuation_logprobs(model, tok, texts, conts, batch_size,
+                                           share_prefix=True)
+        out[name] = full, shared
+    return out
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_shared_prefix_scoring_equals_full_forward(arch):
     model, tok, ctxs = _contexts(arch)
@@ -42,12 +55,8 @@ def test_shared_prefix_scoring_equals_full_forward(arch):
     conts = ["my family", "old", "she helped the friend", "", "the city", "we won",
              "my friend", "they did"]
     assert common_prefix_len([tok(t).input_ids for t in texts]) > 0
-    for name, ctx in ctxs.items():
-        with ctx():
-            full, n_full = continuation_logprobs(model, tok, texts, conts, batch_size=3)
-        with ctx():
-            shared, n_shared = continuation_logprobs(model, tok, texts, conts, batch_size=3,
-                                                     share_prefix=True)
+    for name, ((full, n_full), (shared, n_shared)) in _full_and_shared(
+            model, tok, ctxs, texts, conts, 3).items():
         assert np.array_equal(n_full, n_shared) and full[3] == shared[3] == 0
         np.testing.assert_allclose(shared, full, rtol=1e-5, atol=1e-5, err_msg=name)
 
@@ -93,10 +102,6 @@ def test_repeated_contexts_score_like_full_forwards(arch):
     ids = [tok(t).input_ids for t in texts]
     grouped = _groupable(model, ids, [[0]] * len(ids), range(len(ids)), common_prefix_len(ids))
     assert grouped == (arch != "gemma3")        # the tiny Gemma 3's window is 4 tokens
-    for name, ctx in ctxs.items():
-        with ctx():
-            full, _ = continuation_logprobs(model, tok, texts, conts, batch_size=5)
-        with ctx():
-            shared, _ = continuation_logprobs(model, tok, texts, conts, batch_size=5,
-                                              share_prefix=True)
+    for name, ((full, _), (shared, _)) in _full_and_shared(model, tok, ctxs, texts, conts,
+                                                           5).items():
         np.testing.assert_allclose(shared, full, rtol=1e-5, atol=1e-5, err_msg=name)
