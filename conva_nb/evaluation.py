@@ -95,10 +95,14 @@ def continuation_logprobs(model, tokenizer, contexts: list[str], continuations: 
         extra = {cache_kwarg(model): expand_cache(cache0, len(rows))} if P else {}
         logits = _logits_at(model, ids.to(device), mask.to(device), keep, **extra)
         for j, (i, span) in enumerate(zip(rows, spans)):
-            logp = torch.log_softmax(logits[j, [col[p] for p in span]].float(), -1)
-            tgt = torch.tensor(cont[i], device=logp.device)[:, None]
-            sums[i] = float(logp.gather(1, tgt).sum())
+            sums[i] = _summed_logprob(logits[j, [col[p] for p in span]], cont[i])
     return sums, counts
+
+
+def _summed_logprob(logits: torch.Tensor, tokens: list[int]) -> float:
+    """Sum of log-softmax(``logits [t, vocab]``) at each of the ``t`` target ``tokens``."""
+    logp = torch.log_softmax(logits.float(), -1)
+    return float(logp.gather(1, torch.tensor(tokens, device=logp.device)[:, None]).sum())
 
 
 def _groupable(model, ctx, cont, rows, P) -> bool:
@@ -122,12 +126,13 @@ def _grouped_logprobs(model, ctx, cont, rows, P, cache0, batch_size, pad, sums) 
     groups: dict[tuple, list[int]] = {}
     for i in rows:
         groups.setdefault(tuple(ctx[i]), []).append(i)
-    batches, cur = [], []
+    batches, cur, n = [], [], 0      # whole groups per batch, up to batch_size rows
     for g in sorted(groups.values(), key=lambda g: len(ctx[g[0]])):
-        if cur and sum(map(len, cur)) + len(g) > batch_size:
+        if cur and n + len(g) > batch_size:
             batches.append(cur)
-            cur = []
+            cur, n = [], 0
         cur.append(g)
+        n += len(g)
     batches += [cur] if cur else []
     for gs in batches:
         rem = [ctx[g[0]][P:-1] for g in gs]
@@ -154,9 +159,7 @@ def _grouped_logprobs(model, ctx, cont, rows, P, cache0, batch_size, pad, sums) 
         logits = _logits_at(model, ids.to(device), mask.to(device), keep,
                             position_ids=pos.to(device), **{kw: cache})
         for j, i in enumerate(members):
-            logp = torch.log_softmax(logits[j, :len(cont[i])].float(), -1)
-            tgt = torch.tensor(cont[i], device=logp.device)[:, None]
-            sums[i] = float(logp.gather(1, tgt).sum())
+            sums[i] = _summed_logprob(logits[j, :len(cont[i])], cont[i])
 
 
 def perplexities(model, tokenizer, contexts: list[str], responses: list[str],
