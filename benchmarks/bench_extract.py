@@ -10,9 +10,10 @@ import time
 import numpy as np
 import torch
 
-from _common import peak_rss_gb, report, short_sentences
 from conva_nb.activations import extract
 from conva_nb.models import load_model
+
+from _common import peak_rss_gb, report, short_sentences
 
 
 @torch.no_grad()

@@ -7,7 +7,6 @@ The BOS token and padding are never pooled.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,16 +14,15 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
+from tqdm.auto import tqdm
 
-from .models import cache_dir, decoder_layers, model_identity
+from .cache import cache_dir, fingerprint
+from .errors import UsageError
+from .models import decoder_layers, model_identity
 
-__all__ = ["POOLINGS", "encode", "position_ids", "extract", "text_hash"]
+__all__ = ["POOLINGS", "encode", "position_ids", "extract"]
 
 POOLINGS = ("last", "mean")
-
-
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
 
 
 def encode(tokenizer, texts: list[str], device) -> dict[str, torch.Tensor]:
@@ -55,12 +53,12 @@ def _pool(h: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
 @torch.no_grad()
 def _extract_batch(model, tokenizer, texts, pooling, layers) -> np.ndarray:
     """``[len(texts), n_layers, hidden]`` float32 for one batch."""
-    blocks = decoder_layers(model, getattr(model, "conva_layers_path", None))
+    blocks = decoder_layers(model)
     enc = encode(tokenizer, texts, model.get_input_embeddings().weight.device)
     mask = enc.pop("content_mask")
     if not bool(mask.any(-1).all()):
         empty = [t for t, m in zip(texts, mask.any(-1).tolist()) if not m]
-        raise ValueError(f"texts with no content tokens cannot be pooled: {empty[:3]}")
+        raise UsageError(f"texts with no content tokens cannot be pooled: {empty[:3]}")
     out: dict[int, torch.Tensor] = {}
 
     def make_hook(i):
@@ -83,10 +81,10 @@ def _extract_batch(model, tokenizer, texts, pooling, layers) -> np.ndarray:
 
 
 def _store(model, pooling: str, layers: list[int]) -> Path:
-    key = json.dumps([model_identity(model), pooling, layers])
-    d = cache_dir() / "activations" / hashlib.sha256(key.encode()).hexdigest()[:20]
+    key = [model_identity(model), pooling, layers]
+    d = cache_dir() / "activations" / fingerprint(key)
     d.mkdir(parents=True, exist_ok=True)
-    (d / "key.json").write_text(key)
+    (d / "key.json").write_text(json.dumps(key))
     return d
 
 
@@ -116,15 +114,14 @@ def extract(model, tokenizer, texts: list[str], pooling: str = "last", batch_siz
     length into batches; results are cached on disk per text, in shards written
     every ``chunk`` texts, so an interrupted run resumes where it stopped.
     """
-    from tqdm.auto import tqdm
     if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        raise UsageError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
     texts = list(texts)
     if not texts:
-        raise ValueError("no texts to extract")
-    n_layers = len(decoder_layers(model, getattr(model, "conva_layers_path", None)))
+        raise UsageError("no texts to extract")
+    n_layers = len(decoder_layers(model))
     layers = list(range(n_layers)) if layers is None else [int(i) for i in layers]
-    hashes = [text_hash(t) for t in texts]
+    hashes = [fingerprint(t) for t in texts]
     store = _store(model, pooling, layers) if cache else None
     found = _read_store(store, set(hashes)) if store else {}
     todo = sorted({h: t for h, t in zip(hashes, texts) if h not in found}.items(),
@@ -142,7 +139,7 @@ def extract(model, tokenizer, texts: list[str], pooling: str = "last", batch_siz
         part_hashes = [h for h, _ in part]
         found.update(zip(part_hashes, acts))
         if store:
-            name = hashlib.sha256("".join(part_hashes).encode()).hexdigest()[:16]
+            name = fingerprint(part_hashes)
             tmp = store / f".tmp-{name}"
             save_file({"acts": np.ascontiguousarray(acts)}, str(tmp),
                       metadata={"hashes": json.dumps(part_hashes)})

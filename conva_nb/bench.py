@@ -5,10 +5,20 @@ the fastest of ``repeats`` tries of each (the least disturbed by other load).
 """
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 import torch
+
+from .datasets import DataError, load_pairs, load_prompts
+from .errors import UsageError
+from .gates import AlwaysOpen, ValueDetector, ValueDetectorGate, touche_detector
+from .models import load_model
+from .probes import ProbeBank, get_bank
+from .prompting import frame
+from .steering import steer
+from .values import VALUE_NAMES
 
 __all__ = ["run_bench", "overhead"]
 
@@ -43,12 +53,6 @@ def overhead(model, enc: dict, make_ctx, tokens: int, repeats: int, pad_id: int)
 
 
 def _cpu(model_name: str, tokens: int, repeats: int) -> dict:
-    from .datasets import load_prompts
-    from .gates import AlwaysOpen
-    from .models import load_model
-    from .probes import get_bank
-    from .prompting import frame
-    from .steering import steer
     model, tok = load_model(model_name, device="cpu")
     bank = get_bank(model, tok, "achievement", progress=False)
     layers = bank.select_layers()
@@ -67,10 +71,6 @@ def _cpu(model_name: str, tokens: int, repeats: int) -> dict:
 
 
 def _gate_latency(texts: list[str]) -> dict:
-    import os
-    from .datasets import DataError, load_pairs
-    from .gates import ValueDetector, ValueDetectorGate, touche_detector
-    from .values import VALUE_NAMES
     try:
         det, source = touche_detector(os.environ.get("CONVA_NB_TOUCHE")), "touche23"
     except DataError:  # Touché23 not available here: same latency, other training data
@@ -86,8 +86,6 @@ def _gate_latency(texts: list[str]) -> dict:
 def _cuda(tokens: int, repeats: int) -> dict:
     """A random-initialised 7B-shaped Llama in bf16 (no download) with a random bank."""
     from transformers import LlamaConfig, LlamaForCausalLM
-    from .probes import ProbeBank
-    from .steering import steer
     cfg = LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
                       num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)
     with torch.device("cuda"):
@@ -113,8 +111,8 @@ def run_bench(model_name: str = "embedded", device: str = "cpu", tokens: int = 2
               repeats: int = 3) -> dict:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+            raise UsageError("--device cuda asked for, but torch sees no CUDA device")
         return _cuda(tokens, repeats)
     if device != "cpu":
-        raise ValueError(f"unknown device {device!r}; valid: cpu, cuda")
+        raise UsageError(f"unknown device {device!r}; valid: cpu, cuda")
     return _cpu(model_name, tokens, repeats)

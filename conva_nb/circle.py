@@ -7,9 +7,13 @@ four higher-order groups' within- vs between-group similarity, and a 2-D MDS map
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
-from .values import GROUPS, VALUE_NAMES, circle_distance
+from .errors import UsageError
+from .probes import middle_layers
+from .values import GROUPS, VALUE_NAMES, VALUES, circle_distance
 
 __all__ = ["cosine_matrix", "circle_closeness", "agreement", "group_similarity", "mds_2d",
            "random_baseline", "circle_layer", "value_vectors", "circle_positions",
@@ -71,7 +75,6 @@ def random_baseline(hidden: int, n: int = 200, seed: int = 0) -> dict:
 
 def mds_2d(cos: np.ndarray, seed: int = 0) -> np.ndarray:
     """``[10, 2]`` metric MDS of the distances ``1 − cos``."""
-    import inspect
     from sklearn.manifold import MDS
     d = np.clip(1 - cos, 0, None)
     np.fill_diagonal(d, 0)
@@ -87,7 +90,6 @@ def circle_layer(banks, exclude_last: int = 5) -> int:
     """The layer ``conva-nb circle`` uses by default: among the middle layers
     (:func:`~conva_nb.probes.middle_layers`), the one where the banks' mean held-out
     accuracy is highest."""
-    from .probes import middle_layers
     mids = middle_layers(banks[0], exclude_last)
     return max(mids, key=lambda l: float(np.mean([b.test_acc[b.layers.index(l)] for b in banks])))
 
@@ -101,17 +103,16 @@ def value_vectors(banks, layer: int | None = None) -> tuple[int, np.ndarray]:
     """
     names = [b.value for b in banks]
     if names != list(VALUE_NAMES):
-        raise ValueError(f"need the ten banks in circle order {list(VALUE_NAMES)}, got {names}")
+        raise UsageError(f"need the ten banks in circle order {list(VALUE_NAMES)}, got {names}")
     layer = circle_layer(banks) if layer is None else int(layer)
     for b in banks:
         if layer not in b.layers:
-            raise ValueError(f"layer {layer} has no {b.value} probe; probed layers: {b.layers}")
+            raise UsageError(f"layer {layer} has no {b.value} probe; probed layers: {b.layers}")
     return layer, np.stack([b.v[b.layers.index(layer)] for b in banks])
 
 
 def circle_positions() -> np.ndarray:
     """``[10, 2]`` unit-circle coordinates of the values at their circle angles."""
-    from .values import VALUES
     ang = np.deg2rad([v.angle_deg for v in VALUES])
     return np.c_[np.cos(ang), np.sin(ang)]
 

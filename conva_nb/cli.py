@@ -1,23 +1,26 @@
 """The ``conva-nb`` command. Run ``conva-nb -h`` or ``conva-nb SUBCOMMAND -h``.
 
-With ``--json`` a subcommand prints exactly one JSON document on stdout;
-progress and logs go to stderr. Bad input exits with status 2 and a message
-that names what was wrong and what is valid.
+With ``--json`` a subcommand prints exactly one JSON document on stdout; progress and logs
+go to stderr. Bad input exits with status 2 and a message that names what was wrong and
+what is valid; an outside service that cannot be reached ends with one line and status 1;
+anything else is a bug and prints its traceback (status 1).
+
+Each subcommand imports what it needs when it runs, so ``conva-nb values`` or ``--help``
+start without loading torch.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import values as V
+from .errors import ServiceError, UsageError
+from .methods import method_names
 
 __all__ = ["main", "build_parser"]
-
-
-class UsageError(Exception):
-    """Bad input found after parsing; reported like an argparse error (exit 2)."""
 
 
 def _value(text: str) -> str:
@@ -33,17 +36,23 @@ def _values_or_all(text: str) -> list[str]:
     return [_value(t) for t in text.split(",") if t.strip()]
 
 
-METHOD_NAMES = ("none", "ica", "caa", "conva-naive", "conva-nogate", "conva")
-METHOD_CHOICES = METHOD_NAMES
-
-
 def _methods(text: str) -> list[str]:
     out = [t.strip().lower() for t in text.split(",") if t.strip()]
-    bad = [m for m in out if m not in METHOD_NAMES]
+    bad = [m for m in out if m not in method_names()]
     if bad or not out:
         raise argparse.ArgumentTypeError(f"unknown methods {bad or text!r}; valid: "
-                                         f"{', '.join(METHOD_NAMES)}")
+                                         f"{', '.join(method_names())}")
     return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {n}")
+    return n
 
 
 def _existing_file(text: str) -> Path:
@@ -80,8 +89,13 @@ def _load(args):
 
 
 def cmd_probe(args) -> None:
-    from .probes import (bank_path, middle_layers, negation_control_accuracy,
-                         train_probes, transfer_accuracy)
+    from .probes import (
+        bank_path,
+        middle_layers,
+        negation_control_accuracy,
+        train_probes,
+        transfer_accuracy,
+    )
     model, tok = _load(args)
     bank = train_probes(model, tok, args.value, data=args.data, pooling=args.pooling)
     saved = bank.save(args.out or bank_path(model, args.value, args.data, args.pooling))
@@ -139,22 +153,23 @@ def _read_lines(path: Path, what: str) -> list[str]:
     return lines
 
 
-def _detector(args):
-    import os
-    from .gates import detector_dir, touche_detector
-    cached = detector_dir() / "detector.json"
-    path = args.touche or os.environ.get("CONVA_NB_TOUCHE")
-    if not cached.exists() and not path:
+def _touche(args):
+    return args.touche or os.environ.get("CONVA_NB_TOUCHE")
+
+
+def _require_detector(args) -> None:
+    from .gates import detector_dir
+    if not (detector_dir() / "detector.json").exists() and not _touche(args):
         raise UsageError("the value-detector gate is trained on Touché23: pass --touche DIR "
                          "(with arguments-training.tsv, labels-training.tsv) or set "
                          "CONVA_NB_TOUCHE; or use --gate probe or --no-gate")
-    return touche_detector(path)
 
 
 def cmd_gate(args) -> None:
-    from .gates import ValueDetectorGate
+    from .gates import make_gate
     texts = _read_lines(args.texts_file, "texts")
-    gate = ValueDetectorGate(_detector(args), args.value, g0=args.g0)
+    _require_detector(args)
+    gate = make_gate("detector", args.value, g0=args.g0, touche=_touche(args))
     scores = [round(float(x), 6) for x in gate.scores(texts)]
     _emit(args, {"value": args.value, "g0": args.g0, "scores": scores},
           "\n".join(f"{sc:.3f}  {t}" for sc, t in zip(scores, texts)))
@@ -166,45 +181,44 @@ def _settings(args, model):
 
 
 def cmd_steer(args) -> None:
-    from .gates import AlwaysOpen, ProbeGate, ValueDetectorGate
-    from .methods import question_for, steering_context
-    from .probes import get_bank
+    from .gates import make_gate
+    from .methods import get_method, question_for, steering_context
+    from .operators import target_logit
+    from .probes import ProbeBank, get_bank
     from .prompting import generate
-    from .settings import config_for
-    from .steering import target_logit
+    from .settings import config_for, gate_threshold_for
     if args.prompt is not None and not args.prompt.strip():
         raise UsageError("--prompt is empty")
     prompts = [args.prompt] if args.prompt is not None else _read_lines(args.prompts_file,
                                                                         "prompts")
-    if args.p0 is not None or args.logit is not None:
-        target_logit(None if args.logit is not None else args.p0, args.logit)  # validate early
-    method = "conva-nogate" if args.method == "conva" and args.no_gate else args.method
-    model, tok = _load(args)
-    settings = _settings(args, model)
     override = {}
     if args.p0 is not None or args.logit is not None:
         override["logit"] = target_logit(None if args.logit is not None else args.p0, args.logit)
     if args.multiplier is not None:
         override["multiplier"] = args.multiplier
-    if args.g0 is not None:
-        override["g0"] = args.g0
-    cfg = config_for(settings, method, args.value, **override)
-    banks, gate = {}, None
-    if args.bank:
-        from .probes import ProbeBank
-        bank = ProbeBank.load(args.bank, model)
+    method = f"{args.method}-nogate" if args.no_gate and f"{args.method}-nogate" in \
+        method_names() else args.method
+    m = get_method(method)
+    if m.gated and args.gate == "detector":
+        _require_detector(args)
+    model, tok = _load(args)
+    settings = _settings(args, model)
+    cfg = config_for(settings, method, args.value, **{k: v for k, v in override.items()
+                                                      if k in m.defaults})
+    bank = None
+    if m.probe_data:
+        bank = ProbeBank.load(args.bank, model) if args.bank else \
+            get_bank(model, tok, args.value, data=m.probe_data)
         if bank.value != args.value:
             raise UsageError(f"{args.bank} holds a {bank.value} bank, not {args.value}")
-        banks["naive" if method == "conva-naive" else "controlled"] = bank
-    if method in ("conva", "conva-naive"):
-        if args.no_gate:
-            gate = AlwaysOpen()
-        elif args.gate == "probe":
-            gate = ProbeGate(model, tok, banks.get("controlled") or get_bank(model, tok, args.value))
-        else:
-            gate = ValueDetectorGate(_detector(args), args.value, g0=cfg.g0)
-    steerer = steering_context(model, tok, cfg, gate=gate, banks=banks)
-    has_stats = hasattr(steerer, "stats")
+    gate = None
+    if m.gated:
+        g0 = args.g0 if args.g0 is not None else gate_threshold_for(settings, args.value)
+        gate = make_gate("none" if args.no_gate else args.gate, args.value, g0=g0, model=model,
+                         tokenizer=tok, touche=_touche(args),
+                         bank=bank if bank is not None else get_bank(model, tok, args.value))
+    steerer = steering_context(model, tok, cfg, gate=gate, bank=bank)
+    stats = getattr(steerer, "stats", None)
     outputs = []
     bs = args.batch_size
     with steerer:
@@ -212,31 +226,32 @@ def cmd_steer(args) -> None:
             chunk = prompts[i:i + bs]
             texts = generate(model, tok, [question_for(cfg, q) for q in chunk], batch_size=bs,
                              seed=args.seed, max_new_tokens=args.max_new_tokens)
-            fracs = steerer.stats.row_fraction() if has_stats else [0.0] * len(texts)
-            opens = steerer.stats.gate_open if has_stats and steerer.stats.gate_open \
-                else [method not in ("none", "ica") for _ in texts]
+            fracs = stats.row_fraction() if stats else [0.0] * len(texts)
+            opens = stats.gate_open if stats and stats.gate_open else [m.steers] * len(texts)
             for j, t in enumerate(texts):
                 outputs.append({"prompt": chunk[j], "text": t, "gate_open": bool(opens[j]),
                                 "steered_fraction": round(float(fracs[j]), 4)})
-    human = "\n\n".join(f"Q: {o['prompt']}\nA: {o['text']}\n   (gate {'open' if o['gate_open'] else 'closed'}, "
-                         f"steered {o['steered_fraction']:.0%})" for o in outputs)
+    human = "\n\n".join(f"Q: {o['prompt']}\nA: {o['text']}\n   (gate "
+                         f"{'open' if o['gate_open'] else 'closed'}, steered "
+                         f"{o['steered_fraction']:.0%})" for o in outputs)
     _emit(args, {"value": args.value, "method": method, "config": cfg.key(),
                  "settings": settings.get("path"), "outputs": outputs}, human)
 
 
 def _runner_and_judge(args):
-    from .evaluation import get_judge
+    from .datasets import DataError
+    from .judges import make_judge
     from .runner import Runner
-    touche = args.touche
+    if args.judge == "embedded":
+        from .judges import EmbeddedJudge
+        try:
+            EmbeddedJudge.cached(_touche(args))   # fails fast, before the model loads
+        except DataError:
+            raise UsageError("the embedded judge is trained on Touché23: pass --touche DIR or "
+                             "set CONVA_NB_TOUCHE; or use --judge llm") from None
+    judge = make_judge(args.judge, touche=_touche(args), model_name=args.judge_model,
+                       base_url=args.judge_base_url)
     model, tok = _load(args)
-    try:
-        judge = get_judge(touche)
-    except Exception as err:
-        from .datasets import DataError
-        if isinstance(err, DataError):
-            raise UsageError("the embedded judge is trained on Touché23: pass --touche DIR or set "
-                             "CONVA_NB_TOUCHE") from None
-        raise
     return Runner(model, tok, batch_size=args.batch_size, progress=not args.no_progress), judge
 
 
@@ -245,19 +260,15 @@ def cmd_evaluate(args) -> None:
     runner, judge = _runner_and_judge(args)
     settings = _settings(args, runner.model)
     res = evaluate(runner, judge, values=args.values, methods=args.methods, settings=settings,
-                   touche=args.touche, n_capability=args.n_capability,
+                   touche=_touche(args), n_capability=args.n_capability,
                    opposing=not args.no_opposing, progress=not args.no_progress)
-    from .methods import METHODS
     from .models import model_identity
-    from .settings import evaluation_path
+    from .settings import evaluation_path, save_evaluation
     res["model_id"] = model_identity(runner.model)
-    full = set(args.values) == set(V.VALUE_NAMES) and set(args.methods) == set(METHODS)
+    full = set(args.values) == set(V.VALUE_NAMES) and set(args.methods) == set(method_names())
     out = args.out or (evaluation_path(runner.model) if full and not args.no_save else None)
     if out:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1, default=str) + "\n")
-        res["saved_to"] = str(out.resolve())
+        res["saved_to"] = str(save_evaluation(res, out))
     head = f"{'value':<15}{'method':<14}{'CSR':>6}{'FR':>6}{'ret':>6}{'p(none)':>9}"
     lines = [head] + [f"{r['value']:<15}{r['method']:<14}{r['csr']:>6.2f}{r['fr']:>6.2f}"
                       f"{r['retention']:>6.2f}{r.get('p_vs_none', float('nan')):>9.4f}"
@@ -270,7 +281,7 @@ def cmd_calibrate(args) -> None:
     from .experiment import calibrate
     from .settings import save_settings, settings_path
     runner, judge = _runner_and_judge(args)
-    doc = calibrate(runner, judge, values=args.value, touche=args.touche,
+    doc = calibrate(runner, judge, values=args.value, touche=_touche(args),
                     progress=not args.no_progress)
     out = args.out or settings_path(runner.model)
     if args.value != list(V.VALUE_NAMES) and Path(out).is_file():
@@ -281,10 +292,24 @@ def cmd_calibrate(args) -> None:
             doc = {**old, **{k: v for k, v in doc.items() if k not in ("values", "search")},
                    "values": old["values"], "search": old["search"]}
     doc["saved_to"] = str(save_settings(doc, out))
-    lines = [f"{v:<15} conva logit {s['conva']['logit']:>6} layers {s['conva']['layers']}  "
-             f"caa x{s['caa']['multiplier']}  ica {s['ica']['ica_style']}  g0 {s['g0']:.3f}"
+    lines = [f"{v:<15} " + "  ".join(f"{k} {s[k]}" for k in s if k not in ("dev",))
              for v, s in doc["values"].items()] + [f"saved to {doc['saved_to']}"]
     _emit(args, doc, "\n".join(lines))
+
+
+def cmd_get_touche(args) -> None:
+    from .datasets import TOUCHE_FILES, TOUCHE_LICENCE, download_touche
+    _log(TOUCHE_LICENCE)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("downloading Touché23 needs your agreement to its licence: "
+                             "pass --yes (or run in a terminal to be asked)")
+        if input("Download it from Zenodo into "
+                 f"{args.dir or 'the cache'}? [y/N] ").strip().lower() not in ("y", "yes"):
+            raise UsageError("not downloaded (answer y, or pass --yes)")
+    path = download_touche(args.dir, progress=not args.json)
+    _emit(args, {"path": str(path), "files": list(TOUCHE_FILES), "licence": TOUCHE_LICENCE},
+          f"Touché23 is in {path}; later commands find it there (or pass --touche {path})")
 
 
 def cmd_bench(args) -> None:
@@ -294,7 +319,6 @@ def cmd_bench(args) -> None:
 
 
 def cmd_circle(args) -> None:
-    import numpy as np
     from . import circle
     from .probes import get_bank
     model, tok = _load(args)
@@ -305,7 +329,7 @@ def cmd_circle(args) -> None:
     cos = circle.cosine_matrix(vecs, remove_shared=args.remove_shared)
     agree = circle.agreement(cos, n_perm=args.n_perm)
     out = {"layer": layer, "values": list(V.VALUE_NAMES), "remove_shared": args.remove_shared,
-           "cosine": np.round(cos, 4).tolist(), "circle_agreement": agree,
+           "cosine": [[round(float(c), 4) for c in row] for row in cos], "circle_agreement": agree,
            "groups": circle.group_similarity(cos),
            "random_baseline": circle.random_baseline(vecs.shape[1])}
     human = [f"layer {layer}: Spearman rho {agree['spearman_rho']:.3f} "
@@ -338,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "OpenAI-compatible API (resumable)")
     _common(p)
     p.add_argument("--value", type=_value, required=True)
-    p.add_argument("--n", type=int, required=True, help="number of pairs the file should hold")
+    p.add_argument("--n", type=_positive_int, required=True,
+                   help="number of pairs the file should hold")
     p.add_argument("--out", type=Path, required=True, help="JSONL output (appended, resumed)")
     p.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--model-name", default="gpt-4o", help="the endpoint's model name")
@@ -362,13 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="one question")
     src.add_argument("--prompts-file", type=_existing_file, help="one question per line")
-    p.add_argument("--method", choices=METHOD_CHOICES, default="conva")
+    p.add_argument("--method", choices=method_names(), default="conva",
+                   help="see `conva-nb evaluate --help` for what each method is")
     p.add_argument("--p0", type=float, default=None,
                    help="target probability in (0.5, 1) (default: the calibrated setting)")
     p.add_argument("--logit", type=float, default=None, help="target logit instead of --p0")
     p.add_argument("--no-gate", action="store_true", help="steer every prompt (ConVA w/o gate)")
     p.add_argument("--bank", type=Path, default=None, help="a saved probe bank directory")
-    p.add_argument("--gate", choices=("detector", "probe"), default="detector")
+    p.add_argument("--gate", choices=("detector", "probe", "auto"), default="detector",
+                   help="the gate of gated methods (default: the Touché23 value detector)")
     p.add_argument("--g0", type=float, default=None,
                    help="detector gate threshold (default: calibrated)")
     p.add_argument("--touche", type=Path, default=None, help="Touché23 dir for the detector")
@@ -376,8 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CAA strength relative to the hidden-state norm (default: calibrated)")
     p.add_argument("--settings", type=_existing_file, default=None,
                    help="a calibrated settings JSON (default: the model's own, if any)")
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=_positive_int, default=40)
+    p.add_argument("--batch-size", type=_positive_int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_steer)
 
@@ -388,9 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--values", type=_values_or_all, default=list(V.VALUE_NAMES),
                            help="'all' or comma-separated values")
-            p.add_argument("--methods", type=_methods, default=list(METHOD_NAMES),
-                           help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
-            p.add_argument("--n-capability", type=int, default=40,
+            p.add_argument("--methods", type=_methods, default=method_names(),
+                           help=f"comma-separated, from {', '.join(method_names())}")
+            p.add_argument("--n-capability", type=_positive_int, default=40,
                            help="value-irrelevant test prompts for capability")
             p.add_argument("--no-opposing", action="store_true", help="skip opposing-value prompts")
             p.add_argument("--no-save", action="store_true", help="don't write the model's "
@@ -402,7 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="'all' or comma-separated values")
         p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
         p.add_argument("--touche", type=Path, default=None, help="Touché23 dir (judge, gate)")
-        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--judge", choices=("embedded", "llm"), default="embedded",
+                       help="embedded: offline MiniLM judge; llm: an OpenAI-compatible server")
+        p.add_argument("--judge-model", default=None, help="the LLM judge's model name")
+        p.add_argument("--judge-base-url", default=None,
+                       help="the LLM judge's server, e.g. http://127.0.0.1:8000/v1")
+        p.add_argument("--batch-size", type=_positive_int, default=32)
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(func=func)
 
@@ -423,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-perm", type=int, default=10000)
     p.set_defaults(func=cmd_circle)
 
+    p = sub.add_parser("get-touche", help="download Touché23-ValueEval (CC BY-SA 4.0) from "
+                       "Zenodo, checksum-verified (the judge and the gate are trained on it)")
+    _common(p)
+    p.add_argument("--dir", type=Path, default=None,
+                   help="where to put it (default: the package cache, found automatically)")
+    p.add_argument("--yes", action="store_true", help="agree to the licence without asking")
+    p.set_defaults(func=cmd_get_touche)
+
     p = sub.add_parser("bench", help="steering overhead and gate latency")
     _common(p)
     p.add_argument("--device", default="cpu", help="cpu, or cuda (random-init 7B Llama, bf16)")
@@ -437,8 +477,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (UsageError, ValueError, FileNotFoundError, OSError) as err:
+    except UsageError as err:
         parser.exit(2, f"conva-nb {args.command}: error: {err}\n")
+    except ServiceError as err:
+        parser.exit(1, f"conva-nb {args.command}: {err}\n")
     return 0
 
 

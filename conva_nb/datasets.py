@@ -14,21 +14,26 @@ Every loader takes an optional path, so readers can bring their own files.
 from __future__ import annotations
 
 import csv
-import os
+import hashlib
 import json
+import os
 import re
+import urllib.request
 from collections import Counter
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from .cache import cache_dir
+from .errors import ServiceError, UsageError
 from .values import VALUE_NAMES, canonical
 
 __all__ = ["DataError", "data_dir", "read_jsonl", "load_pairs", "load_naive_pairs",
            "load_negation_control", "load_prompts", "all_sentences", "has_negation",
            "NEGATION_WORDS", "VALUE_LEXICON", "BOUNDS", "check_data", "load_touche",
-           "TOUCHE_TO_SCHWARTZ", "load_mmlu"]
+           "TOUCHE_TO_SCHWARTZ", "load_mmlu", "download_touche", "TOUCHE_LICENCE"]
 
 PAIR_FIELDS = ("id", "value", "persona", "scenario", "structure", "positive", "negative", "split")
 NAIVE_FIELDS = ("id", "value", "positive_topic", "negative_topic", "positive", "negative")
@@ -77,7 +82,7 @@ BOUNDS = {"min_pairs": 120, "min_train_pairs": 100, "min_naive_pairs": 100, "min
           "max_negation_gap": 0.10, "max_length_gap_tokens": 1.5, "min_negation_pairs": 60}
 
 
-class DataError(ValueError):
+class DataError(UsageError):
     """A data file that does not follow its schema; the message names file, line and field."""
 
 
@@ -135,7 +140,7 @@ def _check_value_field(rows, want: str, path: Path):
 def load_pairs(value: str | None = None, split: str | None = None, path=None) -> list[dict]:
     """Controlled twins for one value (or all), optionally one split (``train``/``heldout``)."""
     if split is not None and split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     rows = []
     for v, p in _value_files("controlled", value, path):
         part = read_jsonl(p, PAIR_FIELDS)
@@ -166,9 +171,9 @@ def load_prompts(kind: str, value: str | None = None, split: str | None = None,
                  path=None) -> list[dict]:
     """Evaluation prompts: ``kind`` is value, general, opposing or irrelevant."""
     if kind not in PROMPT_FIELDS:
-        raise ValueError(f"unknown prompt kind {kind!r}; valid: {', '.join(PROMPT_FIELDS)}")
+        raise UsageError(f"unknown prompt kind {kind!r}; valid: {', '.join(PROMPT_FIELDS)}")
     if split is not None and split not in PROMPT_SPLITS:
-        raise ValueError(f"unknown split {split!r}; valid: {', '.join(PROMPT_SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; valid: {', '.join(PROMPT_SPLITS)}")
     p = Path(path) if path else data_dir() / "prompts" / f"{kind}_prompts.jsonl"
     rows = read_jsonl(p, PROMPT_FIELDS[kind])
     if kind in ("value", "opposing"):
@@ -325,46 +330,95 @@ TOUCHE_TO_SCHWARTZ = {
                      "Universalism: objectivity"),
 }
 TOUCHE_ZENODO_RECORD = "6814563"  # concept DOI 10.5281/zenodo.6814563 resolves to the latest
+ZENODO_API = "https://zenodo.org/api/records"
 TOUCHE_FILES = ("arguments-training.tsv", "labels-training.tsv")
+# the training split this package is tested with (a newer upload fails the check loudly)
+TOUCHE_SHA256 = {
+    "arguments-training.tsv": "f080cc1a75bc6f6910874c2ee1f407056b118024e33b0495de1f8a5570ce9948",
+    "labels-training.tsv": "87ee3c0fe6760f2a6f895ed9144ad0ed076a9a5ff543820b9683aad8fd46bf12",
+}
+TOUCHE_LICENCE = ("Touché23-ValueEval (Kiesel et al., ACL 2022 / SemEval 2023; Zenodo DOI "
+                  "10.5281/zenodo.6814563), licence CC BY-SA 4.0: credit the dataset wherever "
+                  "you use or show it, and share adaptations under the same licence.")
 
 
-def _download_touche(dest: Path) -> Path:
-    """Fetch the training split from Zenodo (needs internet; used on Colab)."""
-    import urllib.request
+def _hashes(path: Path) -> tuple[str, str]:
+    md5, sha = hashlib.md5(), hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            md5.update(block)
+            sha.update(block)
+    return md5.hexdigest(), sha.hexdigest()
+
+
+def download_touche(dest=None, api: str | None = None, progress: bool = True) -> Path:
+    """Fetch Touché23's training split from Zenodo into ``dest`` (default: the cache) and
+    verify every file (Zenodo's own MD5 and this package's SHA-256) before it is kept.
+
+    Asks nothing of any hub but Zenodo (``api``, or ``$CONVA_NB_ZENODO_API``: its records
+    API; tests point it at a local copy).
+    A file that fails a check is deleted and :class:`DataError` names it; an unreachable
+    Zenodo is a :class:`~conva_nb.errors.ServiceError`. Returns the directory.
+    """
+    dest = Path(dest) if dest else cache_dir() / "touche23"
+    api = api or os.environ.get("CONVA_NB_ZENODO_API") or ZENODO_API
+    url = f"{api.rstrip('/')}/{TOUCHE_ZENODO_RECORD}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            record = json.load(r)
+    except (OSError, ValueError) as err:
+        raise ServiceError(f"cannot read the Zenodo record {url}: {err}") from err
+    files = {f["key"]: f for f in record.get("files", [])}
+    missing = [n for n in TOUCHE_FILES if n not in files]
+    if missing:
+        raise DataError(f"Zenodo record {TOUCHE_ZENODO_RECORD} has no {missing}; files: "
+                        f"{sorted(files)}")
     dest.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(f"https://zenodo.org/api/records/{TOUCHE_ZENODO_RECORD}") as r:
-        record = json.load(r)
-    links = {f["key"]: f["links"]["self"] for f in record["files"]}
     for name in TOUCHE_FILES:
-        if name not in links:
-            raise DataError(f"Zenodo record {TOUCHE_ZENODO_RECORD} has no {name}; files: "
-                            f"{sorted(links)}")
-        tmp = dest / f".{name}.part"
-        urllib.request.urlretrieve(links[name], tmp)
-        tmp.replace(dest / name)
-    return dest
+        meta, part = files[name], dest / f".{name}.part"
+        try:
+            with urllib.request.urlopen(meta["links"]["self"], timeout=60) as r, \
+                    part.open("wb") as fh, tqdm(total=meta.get("size"), unit="B",
+                                                unit_scale=True, desc=name,
+                                                disable=not progress) as bar:
+                for block in iter(lambda: r.read(1 << 16), b""):
+                    fh.write(block)
+                    bar.update(len(block))
+        except OSError as err:
+            part.unlink(missing_ok=True)
+            raise ServiceError(f"download of {name} from {meta['links']['self']} failed: "
+                               f"{err}") from err
+        md5, sha = _hashes(part)
+        want_md5 = str(meta.get("checksum", "")).removeprefix("md5:")
+        if md5 != want_md5 or sha != TOUCHE_SHA256[name]:
+            part.unlink()
+            raise DataError(f"{name} from Zenodo fails its checksum (md5 {md5}, expected "
+                            f"{want_md5}; sha256 {sha}, expected {TOUCHE_SHA256[name]}); "
+                            "nothing was kept")
+        part.replace(dest / name)
+    return dest.resolve()
 
 
 def load_touche(path=None, download: bool = False) -> dict:
     """Touché23-ValueEval training arguments folded onto the 10 Schwartz values.
 
-    path: a directory with ``arguments-training.tsv`` and ``labels-training.tsv``
-    (e.g. ``../shared/data/touche23``); without it, ``$CONVA_NB_TOUCHE`` if set, then the
-    cache. With ``download=True`` and no path, the
-    files are fetched once from Zenodo into the cache. Returns ``{"ids", "texts",
+    path: a directory with ``arguments-training.tsv`` and ``labels-training.tsv``; without
+    it, ``$CONVA_NB_TOUCHE`` if set, then the cache (where ``conva-nb get-touche`` puts it).
+    With ``download=True`` and no path, the files are fetched once from Zenodo into the
+    cache (:func:`download_touche`). Returns ``{"ids", "texts",
     "labels"}``: texts are "premise (stance: conclusion)" strings, labels a ``[n, 10]`` 0/1
     array in circle order. Dataset: Kiesel et al. 2022/2023, CC BY-SA 4.0.
     """
     if path is None and os.environ.get("CONVA_NB_TOUCHE"):
         path = os.environ["CONVA_NB_TOUCHE"]
     if path is None:
-        from .models import cache_dir
         path = cache_dir() / "touche23"
         if not all((path / f).exists() for f in TOUCHE_FILES):
             if not download:
-                raise DataError("Touché23 not found: pass path=<dir with arguments-training.tsv "
-                                "and labels-training.tsv> or download=True (needs internet)")
-            _download_touche(path)
+                raise DataError("Touché23 not found: run `conva-nb get-touche` (downloads it "
+                                "from Zenodo), pass path=<dir with arguments-training.tsv and "
+                                "labels-training.tsv>, or download=True")
+            download_touche(path)
     path = Path(path)
     for f in TOUCHE_FILES:
         if not (path / f).is_file():

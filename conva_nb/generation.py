@@ -17,7 +17,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from .datasets import has_negation, words
+from .errors import ServiceError, UsageError
 from .values import canonical, get_value
 
 __all__ = ["PERSONAS", "SCENARIOS", "STRUCTURES", "grid", "GenerationError", "Usage",
@@ -61,7 +64,7 @@ STAGE2_USER = (
     "affirmative rewrite over adding 'not' or 'never'.")
 
 
-class GenerationError(RuntimeError):
+class GenerationError(ServiceError):
     """The endpoint kept failing after all retries."""
 
 
@@ -160,25 +163,46 @@ def generate_pairs(value: str, n: int, out, base_url: str | None = None,
     grid cells skipped as duplicates, the absolute output path, token counts.
     """
     import openai
-    from tqdm.auto import tqdm
     value = canonical(value)
     if n < 1:
-        raise ValueError(f"n must be a positive number of pairs, got {n}")
+        raise UsageError(f"n must be a positive number of pairs, got {n}")
     out = Path(out).expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     if client is None:
         key = api_key or os.environ.get("OPENAI_API_KEY") or ("local" if base_url else None)
         if key is None:
-            raise ValueError("no API key: set OPENAI_API_KEY, pass api_key, or give --base-url "
+            raise UsageError("no API key: set OPENAI_API_KEY, pass api_key, or give --base-url "
                              "of a local server")
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=60)
     rows = _read_existing(out)
     done = {r["id"] for r in rows}
     seen = {s.lower() for r in rows for s in (r["positive"], r["negative"])}
-    definition = get_value(value).definition
-    usage, written, skipped = Usage(), 0, 0
+    usage = Usage()
     bar = tqdm(total=n, initial=min(len(rows), n), desc=f"pairs ({value})", disable=not progress,
                file=log)
+    try:
+        written, skipped = _fill(client, model_name, value, n, out, done, seen, usage, seed,
+                                 max_retries, backoff, bar)
+    except GenerationError as err:
+        where = base_url or "the OpenAI API"
+        raise GenerationError(f"{where}: {err}. {len(done)} of {n} pairs are in {out} (kept); "
+                              "run the same command again to resume") from err
+    finally:
+        bar.close()
+    print(f"[generate-pairs] {usage.requests} requests, {usage.retries} retries, "
+          f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, "
+          f"errors {usage.errors}", file=log)
+    return {"written": written, "skipped": skipped, "out": str(out),
+            "usage": {"requests": usage.requests, "retries": usage.retries,
+                      "prompt_tokens": usage.prompt_tokens,
+                      "completion_tokens": usage.completion_tokens, "errors": usage.errors}}
+
+
+def _fill(client, model_name, value, n, out, done, seen, usage, seed, max_retries, backoff,
+          bar) -> tuple[int, int]:
+    """Append pairs to ``out`` until ``done`` holds ``n`` ids; returns (written, skipped)."""
+    definition = get_value(value).definition
+    written = skipped = 0
     with out.open("a", encoding="utf-8") as fh:
         for k, persona, scenario, structure in grid(value, seed):
             if len(done) >= n:
@@ -210,11 +234,4 @@ def generate_pairs(value: str, n: int, out, base_url: str | None = None,
             seen.update({positive.lower(), negative.lower()})
             written += 1
             bar.update(1)
-    bar.close()
-    print(f"[generate-pairs] {usage.requests} requests, {usage.retries} retries, "
-          f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens, "
-          f"errors {usage.errors}", file=log)
-    return {"written": written, "skipped": skipped, "out": str(out),
-            "usage": {"requests": usage.requests, "retries": usage.retries,
-                      "prompt_tokens": usage.prompt_tokens,
-                      "completion_tokens": usage.completion_tokens, "errors": usage.errors}}
+    return written, skipped

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -108,7 +109,6 @@ class ScriptedChatServer:
 
 
 if __name__ == "__main__":
-    import sys
     srv = ScriptedChatServer(port=int(sys.argv[1]) if len(sys.argv) > 1 else 8765)
     print(srv.base_url, flush=True)
     srv.serve_forever()

@@ -1,119 +1,199 @@
-"""The compared methods, built the same way for the runner, the CLI and the book.
+"""The compared methods, one registry entry each.
 
-A method turns a question into the text the model sees (ICA adds an instruction)
-and supplies a context manager around generation (CAA and ConVA install hooks).
-Every method uses the same prompt frame and decoding (``prompting.GEN_DEFAULTS``).
+A :class:`Method` declares everything the rest of the package asks of a method: its
+default configuration and calibration grid, which probe data it needs, whether the value
+gate applies, how it rewrites the question (ICA) and how it builds its edit operator
+(CAA, ConVA). The CLI's ``--method`` choices, the settings defaults, the calibration
+loops, the runner's bank lookup, the summary's baselines and the book's method lists all
+read :data:`METHODS`; a new method is one :func:`register` call.
 
-=============  ==========================================================
-none           the unsteered model
-ica            in-context alignment: an instruction naming the value
-caa            mean-difference vector × fixed multiplier, every token
-conva-naive    ConVA with probes trained on the naive (context-biased) pairs
-conva-nogate   ConVA with every row steered (the gate ablation)
-conva          ConVA: controlled-data probes, closed-form shift, value gate
-=============  ==========================================================
+A gated method and its ungated twin share a ``steer_id``: the runner generates the
+ungated steering once and composes the gated rows from it (open rows) and from the
+unsteered model (closed rows), which is exact because a closed row's hooks are a no-op.
 """
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable
 
-import numpy as np
-
-from .prompting import ica_question, question_of
+from .datasets import load_pairs
+from .errors import UsageError
+from .operators import caa_shift, caa_vector, closed_form
+from .probes import get_bank, pair_arrays
+from .prompting import ICA_STYLES, ica_question, question_of
+from .steering import Steerer
 from .values import canonical
 
-__all__ = ["METHODS", "GATED", "MethodConfig", "question_for", "steering_context", "caa_for"]
-
-METHODS = ("none", "ica", "caa", "conva-naive", "conva-nogate", "conva")
-GATED = ("conva", "conva-naive")
+__all__ = ["Method", "MethodConfig", "GridPoint", "METHODS", "register", "unregister",
+           "get_method", "method_names", "baselines", "steering_context", "question_for",
+           "layer_band", "caa_for"]
 
 
 @dataclass(frozen=True)
-class MethodConfig:
-    """Everything that decides a method's output for one value (hashable, JSON-able).
+class GridPoint:
+    """One calibration setting: ``params`` for the method, ``meta`` for the search log
+    (``strength`` breaks ties toward the weakest setting; ``layer_set`` names the rule)."""
+    params: dict
+    strength: float = 0.0
+    meta: dict = field(default_factory=dict)
 
-    logit: the probe's target logit (``logit(P0)``; 4.6 = P0 0.99). layers: decoder
-    layers to steer (``None``: the bank's selection rule). multiplier: CAA strength in
-    units of the layer's mean activation norm. ica_style: see ``prompting.ICA_STYLES``.
+
+@dataclass(frozen=True)
+class Method:
+    """One compared method.
+
+    role: ``reference`` (unsteered), ``baseline``, ``conva`` (the paper's method),
+    ``ablation`` or ``extension``. settings_key: the entry of a value's calibrated
+    settings it reads (methods that differ only in the gate share one). defaults: its
+    parameters before calibration. key_fields: the parameters that change its outputs
+    (cache keys). steer_id: the name its generations are cached under (default: name).
+    probe_data: ``None``, ``"controlled"`` or ``"naive"``. gated: the value gate decides
+    per prompt whether it applies. opposing: also evaluated on opposing-value prompts.
+    build: ``(model, tokenizer, cfg, bank) -> EditOperator``. rewrite: ``(cfg, question)
+    -> question``. grid: ``(bank) -> [GridPoint]``, weakest first.
     """
-    method: str
-    value: str
-    logit: float = 4.595
-    layers: tuple | None = None
-    positions: str = "all"
-    multiplier: float = 0.5
-    ica_style: str = "definition"
-    g0: float = 0.5
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    name: str
+    label: str
+    role: str
+    settings_key: str | None = None
+    defaults: dict = field(default_factory=dict)
+    key_fields: tuple = ()
+    steer_id: str | None = None
+    probe_data: str | None = None
+    gated: bool = False
+    opposing: bool = False
+    build: Callable | None = None
+    rewrite: Callable | None = None
+    grid: Callable | None = None
 
-    def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
-        object.__setattr__(self, "value", canonical(self.value))
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(int(l) for l in self.layers))
+    @property
+    def steers(self) -> bool:
+        """Whether it edits activations (and so has hooks to gate)."""
+        return self.build is not None
+
+    @property
+    def cache_name(self) -> str:
+        return self.steer_id or self.name
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (its name must be new)."""
+    if method.name in METHODS:
+        raise UsageError(f"a method called {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    METHODS.pop(name, None)
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise UsageError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def baselines() -> list[str]:
+    """The baseline methods ConVA is compared against."""
+    return [m.name for m in METHODS.values() if m.role == "baseline"]
+
+
+def _norm(v):
+    if isinstance(v, float):
+        return round(v, 4)
+    if isinstance(v, (list, tuple)):
+        return tuple(int(x) for x in v)
+    return v
+
+
+class MethodConfig:
+    """Everything that decides a method's output for one value: ``method``, ``value`` and
+    its ``params`` (read-only; ``cfg["logit"]``). Layers are kept as a tuple or ``None``
+    (the bank's selection rule)."""
+
+    __slots__ = ("method", "value", "params")
+
+    def __init__(self, method: str, value: str, params: dict | None = None, **kw):
+        m = get_method(method)
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "value", canonical(value))
+        p = {**m.defaults, **(params or {}), **kw}
+        p = {k: (tuple(int(x) for x in v) if k == "layers" and v is not None else v)
+             for k, v in p.items()}
+        object.__setattr__(self, "params", MappingProxyType(p))
+
+    def __setattr__(self, *_):
+        raise AttributeError("MethodConfig is read-only; make a new one with replace()")
+
+    def __getitem__(self, k):
+        return self.params[k]
+
+    def get(self, k, default=None):
+        return self.params.get(k, default)
+
+    @property
+    def spec(self) -> Method:
+        return get_method(self.method)
+
+    def replace(self, **params) -> "MethodConfig":
+        return MethodConfig(self.method, self.value, {**self.params, **params})
 
     def key(self) -> dict:
         """The fields that change this method's generations (for caching)."""
-        if self.method == "none":
-            return {"method": "none"}
-        d = {"method": self.method, "value": self.value}
-        if self.method == "ica":
-            d["ica_style"] = self.ica_style
-        elif self.method == "caa":
-            d.update(multiplier=self.multiplier, layers=self.layers)
-        elif self.method != "none":
-            d.update(logit=round(self.logit, 4), layers=self.layers, positions=self.positions)
-        return d
+        m = self.spec
+        if m.build is None and m.rewrite is None:
+            return {"method": m.cache_name}
+        return {"method": m.cache_name, "value": self.value,
+                **{k: _norm(self.params.get(k)) for k in m.key_fields}}
 
-    def ungated(self) -> "MethodConfig":
-        """What an open gate runs: the same steering with every row on."""
-        if self.method == "conva":
-            return MethodConfig(**{**asdict(self), "method": "conva-nogate"})
-        if self.method == "conva-naive":
-            return MethodConfig(**{**asdict(self), "extra": {**self.extra, "always_on": True}})
-        return self
+    def __eq__(self, other):
+        return isinstance(other, MethodConfig) and (self.method, self.value, dict(self.params)) \
+            == (other.method, other.value, dict(other.params))
+
+    def __hash__(self):
+        return hash((self.method, self.value, repr(sorted(self.params.items()))))
+
+    def __repr__(self):
+        return f"MethodConfig({self.method!r}, {self.value!r}, {dict(self.params)})"
 
 
 def question_for(cfg: MethodConfig, question: str) -> str:
-    return ica_question(cfg.value, question, cfg.ica_style) if cfg.method == "ica" else question
+    """What the model is asked: the question, or the method's rewrite of it (ICA)."""
+    rewrite = cfg.spec.rewrite
+    return rewrite(cfg, question) if rewrite else question
 
 
 def caa_for(model, tokenizer, value: str, layers):
     """CAA vectors at ``layers`` from the controlled training twins (cached activations)."""
-    from .datasets import load_pairs
-    from .probes import pair_arrays
-    from .steering import caa_vector
     x, y, _ = pair_arrays(model, tokenizer, load_pairs(value, "train"), progress=False)
     return caa_vector(x, y, value, list(layers))
 
 
-def steering_context(model, tokenizer, cfg: MethodConfig, gate=None, banks=None):
-    """The context manager that applies ``cfg`` (a null context for none/ICA).
-
-    gate: used by ``conva`` and ``conva-naive`` (``None`` = always on). banks: optional
-    ``{"controlled": bank, "naive": bank}`` to skip the on-disk cache lookup.
-    """
-    from .probes import get_bank
-    from .steering import steer
-    banks = banks or {}
-    if cfg.method in ("none", "ica"):
+def steering_context(model, tokenizer, cfg: MethodConfig, gate=None, bank=None):
+    """The context manager that applies ``cfg`` (a null context for methods that do not
+    steer). gate: applied inside the hooks when the method is gated (``None``: always on).
+    bank: the probe bank of the method's ``probe_data`` (default: :func:`get_bank`)."""
+    m = cfg.spec
+    if not m.steers:
         return contextlib.nullcontext()
-    if cfg.method == "caa":
-        bank = banks.get("controlled") or get_bank(model, tokenizer, cfg.value, progress=False)
-        layers = cfg.layers or tuple(bank.select_layers())
-        return steer(model, None, caa=caa_for(model, tokenizer, cfg.value, layers),
-                     multiplier=cfg.multiplier, tokenizer=tokenizer)
-    data = "naive" if cfg.method == "conva-naive" else "controlled"
-    bank = banks.get(data) or get_bank(model, tokenizer, cfg.value, data=data, progress=False)
-    use_gate = gate if cfg.method in GATED and not cfg.extra.get("always_on") else None
-    return steer(model, bank, p0=None, logit=cfg.logit, tokenizer=tokenizer,
-                 layers=list(cfg.layers) if cfg.layers else None, positions=cfg.positions,
-                 gate=use_gate, gate_text=question_of)
+    if bank is None and m.probe_data:
+        bank = get_bank(model, tokenizer, cfg.value, data=m.probe_data, progress=False)
+    edit = m.build(model, tokenizer, cfg, bank)
+    return Steerer(model, edit, gate=gate if m.gated else None, tokenizer=tokenizer,
+                   positions=cfg.get("positions", "all"), gate_text=question_of)
 
 
-def layer_band(bank, width: int, min_acc: float = 0.0, exclude_last: int = 5) -> tuple:
+def layer_band(bank, width: int, exclude_last: int = 5) -> tuple:
     """``width`` contiguous allowed layers centred on the most accurate one."""
     allowed = [l for l in bank.layers if l < bank.n_layers - exclude_last]
     best = max(allowed, key=lambda l: bank.test_acc[bank.layers.index(l)])
@@ -121,5 +201,63 @@ def layer_band(bank, width: int, min_acc: float = 0.0, exclude_last: int = 5) ->
     return tuple(l for l in range(lo, lo + width) if l in allowed)
 
 
-def logit_of(p0: float) -> float:
-    return float(np.log(p0 / (1 - p0)))
+# --- the registered methods -----------------------------------------------------------------
+
+LOGIT_GRID = (4.595, 10.0, 14.0)    # P0 = 0.99 (the paper's default), 0.99995, 1 − 8e-7
+BAND_LOGITS = (10.0,)                # the 3-layer band is tried at this strength only
+CAA_GRID = (0.05, 0.1, 0.25)         # × the layer's mean hidden-state norm
+ICA_GRID = ("definition", "persona")
+
+
+def _conva_grid(bank) -> list[GridPoint]:
+    rule = tuple(bank.select_layers())
+    sets = {"rule": rule, "band3": layer_band(bank, 3)}
+    out = []
+    for name, layers in sets.items():
+        if name != "rule" and layers == rule:
+            continue
+        for t in (LOGIT_GRID if name == "rule" else BAND_LOGITS):
+            out.append(GridPoint({"logit": float(t), "layers": layers, "positions": "all"},
+                                 strength=float(t) * len(layers), meta={"layer_set": name}))
+    return out
+
+
+def _caa_grid(bank) -> list[GridPoint]:
+    layers = tuple(bank.select_layers())
+    return [GridPoint({"multiplier": m, "layers": layers}, strength=m) for m in CAA_GRID]
+
+
+def _ica_grid(bank) -> list[GridPoint]:
+    return [GridPoint({"ica_style": s}) for s in ICA_GRID]
+
+
+def _build_conva(model, tokenizer, cfg, bank):
+    return closed_form(bank, p0=None, logit=cfg["logit"], rule="token",
+                       layers=list(cfg["layers"]) if cfg["layers"] else None)
+
+
+def _build_caa(model, tokenizer, cfg, bank):
+    layers = cfg["layers"] or tuple(bank.select_layers())
+    return caa_shift(caa_for(model, tokenizer, cfg.value, layers), cfg["multiplier"])
+
+
+def _rewrite_ica(cfg, question):
+    return ica_question(cfg.value, question, cfg["ica_style"])
+
+
+assert set(ICA_GRID) <= set(ICA_STYLES)
+_CONVA = dict(settings_key="conva", defaults={"logit": 4.595, "layers": None, "positions": "all"},
+              key_fields=("logit", "layers", "positions"), build=_build_conva, grid=_conva_grid)
+
+register(Method("none", "unsteered", "reference"))
+register(Method("ica", "ICA (prompting)", "baseline", settings_key="ica",
+                defaults={"ica_style": "definition"}, key_fields=("ica_style",),
+                rewrite=_rewrite_ica, grid=_ica_grid, opposing=True))
+register(Method("caa", "CAA", "baseline", settings_key="caa",
+                defaults={"multiplier": 0.5, "layers": None}, key_fields=("multiplier", "layers"),
+                probe_data="controlled", build=_build_caa, grid=_caa_grid, opposing=True))
+register(Method("conva-naive", "ConVA w/o CCD", "ablation", probe_data="naive", gated=True,
+                **_CONVA))
+register(Method("conva-nogate", "ConVA w/o gate", "ablation", probe_data="controlled", **_CONVA))
+register(Method("conva", "ConVA", "conva", probe_data="controlled", gated=True,
+                steer_id="conva-nogate", opposing=True, **_CONVA))

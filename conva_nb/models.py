@@ -18,8 +18,12 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["EMBEDDED", "EMBEDDED_IDENTITY", "fix_spm_bpe_tokenizer", "cache_dir", "load_model", "load_tokenizer", "decoder_layers", "layer_paths",
-           "model_identity", "embedded_gguf_path", "load_embedded_from_gguf"]
+from .cache import cache_dir
+from .errors import UsageError
+
+__all__ = ["EMBEDDED", "EMBEDDED_IDENTITY", "fix_spm_bpe_tokenizer", "load_model",
+           "load_tokenizer", "decoder_layers", "LAYER_PATHS", "model_identity",
+           "embedded_gguf_path", "load_embedded_from_gguf"]
 
 EMBEDDED = "embedded"
 _EMBEDDED_DIR = "gemma3-270m-f32-bpe"
@@ -38,23 +42,6 @@ LAYER_PATHS = (
 )
 
 
-def layer_paths() -> tuple[str, ...]:
-    """The attribute paths :func:`decoder_layers` tries, in order."""
-    return LAYER_PATHS
-
-
-def cache_dir() -> Path:
-    """Root cache directory: ``$CONVA_NB_CACHE`` or the user cache dir."""
-    env = os.environ.get("CONVA_NB_CACHE")
-    if env:
-        root = Path(env).expanduser()
-    else:
-        from platformdirs import user_cache_dir
-        root = Path(user_cache_dir("conva_nb"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root.resolve()
-
-
 def _get_path(obj, path: str):
     for part in path.split("."):
         obj = getattr(obj, part)
@@ -62,10 +49,13 @@ def _get_path(obj, path: str):
 
 
 def decoder_layers(model, path: str | None = None) -> list[torch.nn.Module]:
-    """The decoder blocks of ``model`` in order (``path`` overrides discovery).
+    """The decoder blocks of ``model`` in order.
 
-    Raises ValueError naming every path tried when none holds a module list.
+    path: a dotted attribute path to the ModuleList; default the one ``load_model`` was
+    given (``layers_path=``), else the first of :data:`LAYER_PATHS` that holds one.
+    Raises UsageError naming every path tried when none holds a module list.
     """
+    path = path or getattr(model, "conva_layers_path", None)
     tried = (path,) if path else LAYER_PATHS
     for p in tried:
         try:
@@ -74,7 +64,7 @@ def decoder_layers(model, path: str | None = None) -> list[torch.nn.Module]:
             continue
         if isinstance(layers, (torch.nn.ModuleList, list, tuple)) and len(layers) > 0:
             return list(layers)
-    raise ValueError(
+    raise UsageError(
         f"cannot find the decoder layers of {type(model).__name__}; looked for "
         f"{', '.join(tried)}. Pass layers_path='<dotted.path.to.ModuleList>' to say where they are."
     )
@@ -121,10 +111,9 @@ def fix_spm_bpe_tokenizer(tok):
     its real tokenizer. Merges are rebuilt from the scores (a merged piece's
     score is its merge rank), as SentencePiece itself does.
     """
-    import json as _json
     from tokenizers import models
     backend = tok.backend_tokenizer
-    spec = _json.loads(backend.to_str())["model"]
+    spec = json.loads(backend.to_str())["model"]
     if spec["type"] != "Unigram":
         return tok
     vocab, score = {}, {}
@@ -234,7 +223,7 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
     """
     from transformers import AutoModelForCausalLM
     if not isinstance(name, str) or not name.strip():
-        raise ValueError("model name must be 'embedded', a Hugging Face model id or a local path")
+        raise UsageError("model name must be 'embedded', a Hugging Face model id or a local path")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name == EMBEDDED:
         source, identity = _embedded_dir(), EMBEDDED_IDENTITY
@@ -242,7 +231,7 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
         source = Path(name).expanduser()
         if source.exists():
             if not (source / "config.json").exists():
-                raise ValueError(f"{source} is a path but holds no config.json; give a model "
+                raise UsageError(f"{source} is a path but holds no config.json; give a model "
                                  "directory saved with save_pretrained, a hub id, or 'embedded'")
             source = source.resolve()
             identity = str(source)
@@ -256,7 +245,7 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
         with _quiet_weights_bar(name == EMBEDDED):
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as err:
-        raise ValueError(f"cannot load model {name!r}: {err}. Valid: 'embedded', a Hugging Face "
+        raise UsageError(f"cannot load model {name!r}: {err}. Valid: 'embedded', a Hugging Face "
                          "model id (needs the hub or a local cache) or a local model directory"
                          ) from err
     if device_map is None:
@@ -267,6 +256,6 @@ def load_model(name: str = EMBEDDED, device: str | None = None, dtype=None,
     tok.padding_side = "left"
     if identity:
         model.conva_identity = identity
-    decoder_layers(model, layers_path)  # fail now, with the paths tried, not mid-experiment
     model.conva_layers_path = layers_path
+    decoder_layers(model)  # fail now, with the paths tried, not mid-experiment
     return model, tok

@@ -6,9 +6,10 @@ call, copy its keys and values to each row, and feed only the rest.
 
 This is exact whenever the forward pass treats the preamble the same in every
 row: the unsteered model, and hooks that edit each token from its own hidden
-state alone (ConVA and CAA with ``positions="all"`` and no gate inside the hooks).
-A gate read from the prompt, or ``positions="prompt"/"generated"``, needs the whole
-prompt in one forward: callers must not share prefixes there (the runner doesn't).
+state alone (per-token ConVA and CAA with ``positions="all"`` and no gate inside the
+hooks). The per-prompt rule, a gate read from the prompt, or ``positions="prompt"`` /
+``"generated"`` need the whole prompt in one forward: :func:`sharing_exact` tells, and
+the callers fall back to plain batches when it says no.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import inspect
 import torch
 
 __all__ = ["MIN_PREFIX", "common_prefix_len", "cache_kwarg", "cache_of", "prefix_cache",
-           "extend_cache", "expand_cache", "sliding_window"]
+           "extend_cache", "expand_cache", "sliding_window", "sharing_exact"]
 
 MIN_PREFIX = 8   # below this, one extra forward costs more than it saves
 
@@ -33,6 +34,13 @@ def common_prefix_len(seqs: list[list[int]]) -> int:
     while n < limit and all(s[n] == first[n] for s in seqs):
         n += 1
     return n if n >= MIN_PREFIX else 0
+
+
+def sharing_exact(model) -> bool:
+    """Whether a prefix computed once gives every row what a full forward would: no
+    steering is active on ``model``, or the active one edits each token on its own."""
+    steerer = getattr(model, "_conva_steerer", None)
+    return steerer is None or steerer.shareable
 
 
 def sliding_window(model) -> int | None:

@@ -21,12 +21,15 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .activations import extract
+from .cache import cache_dir, fingerprint
 from .datasets import load_naive_pairs, load_negation_control, load_pairs
-from .models import cache_dir, decoder_layers, model_identity
+from .errors import UsageError
+from .models import EMBEDDED_IDENTITY, decoder_layers, model_identity
 from .values import canonical
 
-__all__ = ["ProbeBank", "fit_layer", "middle_layers", "transfer_accuracy", "train_probes", "pair_arrays", "bank_path", "get_bank",
-           "negation_control_accuracy", "DEFAULT_CS", "data_fingerprint"]
+__all__ = ["ProbeBank", "fit_layer", "middle_layers", "transfer_accuracy", "train_probes",
+           "pair_arrays", "bank_path", "get_bank", "negation_control_accuracy", "DEFAULT_CS",
+           "data_fingerprint", "SHIPPED_BANKS", "shipped_bank_path"]
 
 DEFAULT_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 
@@ -83,11 +86,11 @@ class ProbeBank:
         return 1.0 / (1.0 + np.exp(-(acts.astype(np.float32) @ w + b)))
 
     def check_compatible(self, model) -> None:
-        """ValueError if ``model`` has another layer count or hidden size."""
-        n = len(decoder_layers(model, getattr(model, "conva_layers_path", None)))
+        """UsageError if ``model`` has another layer count or hidden size."""
+        n = len(decoder_layers(model))
         h = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.n_embd
         if (n, h) != (self.n_layers, self.hidden_size):
-            raise ValueError(
+            raise UsageError(
                 f"this {self.value} bank was trained on {self.model_id} ({self.n_layers} layers, "
                 f"hidden size {self.hidden_size}); the model given has {n} layers, hidden size {h}."
                 " Train a bank for this model (conva-nb probe --model ...)")
@@ -112,7 +115,7 @@ class ProbeBank:
     def load(cls, path, model=None) -> "ProbeBank":
         path = Path(path)
         if not (path / "bank.json").is_file() or not (path / "vectors.safetensors").is_file():
-            raise FileNotFoundError(f"{path}: not a probe bank (needs bank.json and "
+            raise UsageError(f"{path}: not a probe bank (needs bank.json and "
                                     "vectors.safetensors)")
         d = json.loads((path / "bank.json").read_text())
         t = load_file(str(path / "vectors.safetensors"))
@@ -176,13 +179,13 @@ def train_probes(model, tokenizer, value: str, data: str = "controlled", pooling
     """
     value = canonical(value)
     if data not in ("controlled", "naive"):
-        raise ValueError(f"unknown data {data!r}; valid: controlled, naive")
+        raise UsageError(f"unknown data {data!r}; valid: controlled, naive")
     if pairs is None:
         if data == "controlled":
             pairs, test_pairs = load_pairs(value, "train"), load_pairs(value, "heldout")
         else:
             pairs, test_pairs = _split_naive(load_naive_pairs(value))
-    n_layers = len(decoder_layers(model, getattr(model, "conva_layers_path", None)))
+    n_layers = len(decoder_layers(model))
     layers = list(range(n_layers)) if layers is None else list(layers)
     t0 = time.time()
     xtr, ytr, gtr = pair_arrays(model, tokenizer, pairs, pooling, layers, progress)
@@ -234,17 +237,14 @@ def transfer_accuracy(model, tokenizer, bank: ProbeBank, pairs=None) -> dict:
 
 def data_fingerprint(value: str, data: str = "controlled") -> str:
     """Short hash of the shipped pairs a bank is trained on (cached banks follow data edits)."""
-    import hashlib
     rows = load_pairs(value) if data == "controlled" else load_naive_pairs(value)
-    blob = json.dumps([[r.get("split", ""), r["positive"], r["negative"]] for r in rows])
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+    return fingerprint([[r.get("split", ""), r["positive"], r["negative"]] for r in rows])
 
 
 def bank_path(model, value: str, data: str = "controlled", pooling: str = "last") -> Path:
-    import hashlib
-    key = hashlib.sha256(model_identity(model).encode()).hexdigest()[:16]
+    """Where a trained bank is cached (its name carries the data fingerprint)."""
     value = canonical(value)
-    return (cache_dir() / "banks" / key
+    return (cache_dir() / "banks" / fingerprint(model_identity(model))
             / f"{value}-{data}-{pooling}-{data_fingerprint(value, data)}")
 
 
@@ -254,7 +254,6 @@ SHIPPED_BANKS = Path(__file__).parent / "banks"
 def shipped_bank_path(model, value: str, data: str = "controlled", pooling: str = "last") -> Path:
     """Where the package ships this bank (embedded model only; the name carries the data
     fingerprint, so a bank trained on other data is never picked up)."""
-    from .models import EMBEDDED_IDENTITY
     if model_identity(model) != EMBEDDED_IDENTITY:
         return SHIPPED_BANKS / "none"
     value = canonical(value)

@@ -10,10 +10,21 @@ from __future__ import annotations
 import re
 
 import torch
+from tqdm.auto import tqdm
 
+from .errors import UsageError
+from .prefix import (
+    cache_kwarg,
+    common_prefix_len,
+    expand_cache,
+    prefix_cache,
+    sharing_exact,
+    sliding_window,
+)
 from .values import get_value
 
-__all__ = ["ICA_STYLES", "FEWSHOT", "frame", "ica_question", "question_of", "generate", "GEN_DEFAULTS"]
+__all__ = ["ICA_STYLES", "FEWSHOT", "frame", "ica_question", "question_of", "generate",
+           "GEN_DEFAULTS"]
 
 FEWSHOT = (
     "Question: What do you usually do on a rainy afternoon?\n"
@@ -44,15 +55,15 @@ def ica_question(value: str, question: str, style: str = "definition") -> str:
         return f"You are someone whose every choice is guided by {d}. {question}"
     if style == "short":
         return f"Keep {v.name} in mind. {question}"
-    raise ValueError(f"unknown ICA style {style!r}; valid: {', '.join(ICA_STYLES)}")
+    raise UsageError(f"unknown ICA style {style!r}; valid: {', '.join(ICA_STYLES)}")
 
 
 def frame(tokenizer, question: str, style: str = "auto") -> str:
     """The text given to the model for ``question``: chat template or few-shot Q/A frame."""
     if not isinstance(question, str) or not question.strip():
-        raise ValueError("a prompt must be a non-empty string")
+        raise UsageError("a prompt must be a non-empty string")
     if style not in ("auto", "chat", "qa"):
-        raise ValueError(f"unknown frame style {style!r}; valid: auto, chat, qa")
+        raise UsageError(f"unknown frame style {style!r}; valid: auto, chat, qa")
     if style == "chat" or (style == "auto" and getattr(tokenizer, "chat_template", None)):
         return tokenizer.apply_chat_template([{"role": "user", "content": question.strip()}],
                                              tokenize=False, add_generation_prompt=True)
@@ -78,11 +89,11 @@ def generate(model, tokenizer, questions: list[str], batch_size: int = 8, seed: 
 
     share_prefix: run the tokens every row of a batch starts with (the few-shot
     preamble) once and reuse their KV cache; the rest of each prompt is then padded
-    on its left, after the shared part. Same answers, less compute; only for the
-    unsteered model or token-local hooks (see :mod:`conva_nb.prefix`).
+    on its left, after the shared part. Same answers, less compute; used only where it
+    is exact (:func:`~conva_nb.prefix.sharing_exact`), plain batches elsewhere.
     """
-    from tqdm.auto import tqdm
     kwargs = {**GEN_DEFAULTS, **gen_kwargs}
+    share_prefix = share_prefix and sharing_exact(model)
     texts = [frame(tokenizer, q, style) for q in questions]
     out: list[str] = []
     device = model.get_input_embeddings().weight.device
@@ -108,8 +119,6 @@ def _shared_prefix_batch(model, tokenizer, texts: list[str], add_special: bool,
     """``input_ids``/``attention_mask`` laid out as [shared prefix | padding | own tokens]
     and the prefix's KV cache, or ``None`` when the rows share too little (or a
     sliding attention window would see the padding)."""
-    from .prefix import (cache_kwarg, common_prefix_len, expand_cache, prefix_cache,
-                         sliding_window)
     ids = [tokenizer(t, add_special_tokens=add_special).input_ids for t in texts]
     P = common_prefix_len(ids)
     L = max(len(x) for x in ids)

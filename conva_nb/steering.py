@@ -1,113 +1,29 @@
-"""Closed-form, gated value steering through removable forward hooks.
+"""Gated steering through removable forward hooks, with any edit rule of :mod:`.operators`.
 
 ``with steer(model, bank, p0=0.99, gate=gate, tokenizer=tok): model.generate(...)``
 
-At each selected decoder layer and each content token (never BOS or padding)
-the hook reads ``s = w·e + b`` in float32 and, where ``s < logit(P0)``, adds the
-smallest shift along ``v = w/‖w‖`` that makes the probe say ``P0``::
-
-    eps = max(0, (logit(P0) − w·e − b) / ‖w‖),   e ← e + eps·v
-
-Rows whose gate is closed are left exactly as they are. Several values at once
-(``steer(model, [bank_a, bank_b])``) solve, per token, the minimal-norm shift
-meeting every probe's constraint (a small QP solved exactly over active sets).
-CAA (a fixed vector × multiplier) runs through the same machinery.
-All hooks are removed on exit, also when generation raises.
+:class:`Steerer` installs one pre-forward hook on the model (it reads the batch: which
+tokens are content, which rows the gate opens, whether this forward is a prompt's prefill
+or a decoding step) and one forward hook per steered decoder layer, which asks the edit
+operator for a shift and applies it in float32 where allowed: never at BOS or padding,
+never in rows whose gate is closed (those stay bit-identical). All hooks are removed on
+exit, also when generation raises; the model is untouched afterwards.
 """
 from __future__ import annotations
 
 import contextlib
-import itertools
-import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
+from .errors import UsageError
 from .models import decoder_layers
+from .operators import EditOperator, Step, closed_form, target_logit
 from .probes import ProbeBank
 
-__all__ = ["steer", "Steerer", "SteerStats", "target_logit", "min_norm_shift", "CAAVector",
-           "caa_vector", "POSITIONS", "token_edits"]
+__all__ = ["steer", "Steerer", "SteerStats", "POSITIONS", "token_edits", "active_steerer"]
 
 POSITIONS = ("all", "generated", "prompt")
-
-
-def target_logit(p0: float | None = None, logit: float | None = None) -> float:
-    """The probe score to reach: ``logit(P0)`` or a logit given directly (for beyond 0.999)."""
-    if (p0 is None) == (logit is None):
-        raise ValueError("give exactly one of p0 (in (0.5, 1)) or target logit (> 0)")
-    if logit is not None:
-        if not math.isfinite(logit) or logit <= 0:
-            raise ValueError(f"target logit must be a finite number > 0, got {logit}")
-        return float(logit)
-    if not (isinstance(p0, (int, float)) and 0.5 < p0 < 1):
-        raise ValueError(f"P0 must lie in the open interval (0.5, 1), got {p0}")
-    return math.log(p0 / (1 - p0))
-
-
-def active_sets(W: torch.Tensor) -> list[tuple[list[int], torch.Tensor]]:
-    """Every non-degenerate subset S of the K constraints with ``inv(G_SS)ᵀ`` (G = W Wᵀ)."""
-    G = W @ W.T
-    out = []
-    for k in range(1, W.shape[0] + 1):
-        for S in itertools.combinations(range(W.shape[0]), k):
-            Gs = G[list(S)][:, list(S)]
-            if torch.linalg.matrix_rank(Gs) == k:
-                out.append((list(S), torch.linalg.inv(Gs).T))
-    return out
-
-
-def min_norm_shift(W: torch.Tensor, r: torch.Tensor, sets=None) -> torch.Tensor:
-    """Coefficients ``lam`` ``[..., K]`` of the minimal-norm ``delta = lam @ W`` with ``W delta >= r``.
-
-    W ``[K, H]`` probe normals, r ``[..., K]`` required score increases. Solved
-    exactly: every active set's KKT system (``sets`` from :func:`active_sets`),
-    keeping the feasible one of least norm. K = 1 reduces to ``max(0, r) / ‖w‖²``,
-    i.e. ``delta = max(0, r) / ‖w‖ · v``.
-    """
-    K = W.shape[0]
-    G = W @ W.T
-    if K == 1:
-        return r.clamp(min=0) / G[0, 0]
-    sets = active_sets(W) if sets is None else sets
-    best = torch.zeros_like(r)
-    best_norm = torch.full(r.shape[:-1], float("inf"), device=r.device, dtype=r.dtype)
-    feasible0 = (r <= 0).all(-1)
-    best_norm = torch.where(feasible0, torch.zeros_like(best_norm), best_norm)
-    tol = 1e-5 * (1 + r.abs().amax(-1, keepdim=True))
-    for S, inv_t in sets:
-        lam_s = r[..., S] @ inv_t                                   # [..., |S|]
-        lam = torch.zeros_like(r)
-        lam[..., S] = lam_s
-        ok = (lam_s >= -1e-7).all(-1) & ((lam @ G) >= r - tol).all(-1)
-        norm = (lam @ G * lam).sum(-1)
-        better = ok & (norm < best_norm)
-        best = torch.where(better.unsqueeze(-1), lam, best)
-        best_norm = torch.where(better, norm, best_norm)
-    return best.clamp(min=0)
-
-
-@dataclass
-class CAAVector:
-    """Contrastive activation addition: a fixed shift ``multiplier · scale_l · u_l``.
-
-    ``u_l`` is the unit mean difference (positives − negatives) at layer ``l`` and
-    ``scale_l`` the mean activation norm there, so ``multiplier`` is relative to the
-    hidden-state norm (0.1–0.2 keeps a small model fluent).
-    """
-    value: str
-    layers: list[int]
-    U: np.ndarray
-    scale: np.ndarray
-
-
-def caa_vector(acts: np.ndarray, labels: np.ndarray, value: str, layers: list[int]) -> CAAVector:
-    """CAA vectors from twin activations ``[n, L_all, H]`` (labels 1 = positive)."""
-    diff = acts[labels == 1].mean(0) - acts[labels == 0].mean(0)   # [L_all, H]
-    U = diff[layers] / np.linalg.norm(diff[layers], axis=1, keepdims=True)
-    scale = np.linalg.norm(acts[:, layers], axis=-1).mean(0)
-    return CAAVector(value, list(layers), U.astype(np.float32), scale.astype(np.float32))
 
 
 @dataclass
@@ -117,18 +33,19 @@ class SteerStats:
     seen: dict = field(default_factory=dict)        # layer -> content tokens seen (open rows)
     edit: dict = field(default_factory=dict)        # layer -> sum of shift norms
     rel_edit: dict = field(default_factory=dict)    # layer -> sum of shift norm / ‖e‖
-    row_steered: torch.Tensor | None = None         # [batch] tokens shifted, last call
-    row_seen: torch.Tensor | None = None            # [batch] content tokens, last call
+    row_steered: torch.Tensor | None = None         # [batch] (token, layer) slots shifted
+    row_seen: torch.Tensor | None = None            # [batch] content (token, layer) slots
+    row_rel_edit: torch.Tensor | None = None        # [batch] sum of ‖δ‖/‖e‖ over shifted slots
     gate_open: list[bool] = field(default_factory=list)
 
     def summary(self) -> dict:
         """Per layer: steered fraction, mean edit norm, mean edit relative to ‖e‖."""
         out = {}
-        for l in sorted(self.seen):
-            seen, st = float(self.seen[l]), float(self.steered[l])
-            out[l] = {"steered_fraction": st / seen if seen else 0.0,
-                      "mean_edit_norm": float(self.edit[l]) / st if st else 0.0,
-                      "mean_rel_edit": float(self.rel_edit[l]) / st if st else 0.0}
+        for layer in sorted(self.seen):
+            seen, st = float(self.seen[layer]), float(self.steered[layer])
+            out[layer] = {"steered_fraction": st / seen if seen else 0.0,
+                          "mean_edit_norm": float(self.edit[layer]) / st if st else 0.0,
+                          "mean_rel_edit": float(self.rel_edit[layer]) / st if st else 0.0}
         return out
 
     def row_fraction(self) -> list[float]:
@@ -137,77 +54,81 @@ class SteerStats:
             return []
         return (self.row_steered / self.row_seen.clamp(min=1)).tolist()
 
+    def row_mean_rel_edit(self) -> list[float]:
+        """Mean ‖δ‖/‖e‖ over each row's shifted slots in the last generate call (0 if none)."""
+        if self.row_seen is None:
+            return []
+        return (self.row_rel_edit / self.row_steered.clamp(min=1)).tolist()
+
+    def _reset_rows(self, batch: int, device) -> None:
+        self.row_steered = torch.zeros(batch, device=device)
+        self.row_seen = torch.zeros(batch, device=device)
+        self.row_rel_edit = torch.zeros(batch, device=device)
+
 
 class Steerer(contextlib.AbstractContextManager):
-    """Installs the hooks on enter and removes them on exit (see :func:`steer`)."""
+    """Applies ``edit`` (an :class:`~conva_nb.operators.EditOperator`) while active.
 
-    def __init__(self, model, banks, p0: float | None = 0.99, logit: float | None = None,
-                 gate=None, tokenizer=None, layers=None, positions: str = "all",
-                 weights=None, caa: CAAVector | None = None, multiplier: float = 0.0,
-                 min_acc: float = 0.9, exclude_last: int = 5, gate_text=None):
+    gate: ``decide(texts) -> bools``, one decision per batch row, made on the prompt at
+    each call's first forward and held for the whole generation (needs ``tokenizer``).
+    positions: edit ``"all"`` content tokens, only ``"generated"`` ones or only the
+    ``"prompt"``. gate_text: maps the decoded prompt to what the gate reads.
+    """
+
+    def __init__(self, model, edit: EditOperator, gate=None, tokenizer=None,
+                 positions: str = "all", gate_text=None):
+        if not isinstance(edit, EditOperator):
+            raise UsageError(f"edit must be an EditOperator, got {type(edit).__name__}")
         if positions not in POSITIONS:
-            raise ValueError(f"unknown positions {positions!r}; valid: {', '.join(POSITIONS)}")
+            raise UsageError(f"unknown positions {positions!r}; valid: {', '.join(POSITIONS)}")
         if gate is not None and tokenizer is None:
-            raise ValueError("a gate reads the prompt text: pass tokenizer=")
-        self.model, self.gate, self.tokenizer, self.positions = model, gate, tokenizer, positions
+            raise UsageError("a gate reads the prompt text: pass tokenizer=")
+        self.model, self.edit, self.gate, self.tokenizer = model, edit, gate, tokenizer
+        self.positions = positions
         self.gate_text = gate_text or (lambda text: text)
         self._special = (torch.tensor(sorted(set(tokenizer.all_special_ids)))
                          if tokenizer is not None else None)
-        self.blocks = decoder_layers(model, getattr(model, "conva_layers_path", None))
-        self.caa, self.multiplier = caa, float(multiplier)
-        banks = [] if banks is None else ([banks] if isinstance(banks, ProbeBank) else list(banks))
-        if not banks and caa is None:
-            raise ValueError("nothing to steer with: give a ProbeBank (or a list) or caa=")
-        for b in banks:
-            b.check_compatible(model)
-        self.banks = banks
-        weights = [1.0] * len(banks) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(banks):
-            raise ValueError(f"{len(weights)} weights for {len(banks)} banks")
-        self.targets = [w * target_logit(p0 if logit is None else None, logit) for w in weights] \
-            if banks else []
-        self.plan = self._plan(layers, min_acc, exclude_last)
+        self.blocks = decoder_layers(model)
+        bad = [layer for layer in edit.layers if not 0 <= layer < len(self.blocks)]
+        if bad:
+            raise UsageError(f"layers {bad} do not exist; the model has decoder layers "
+                             f"0..{len(self.blocks) - 1}")
+        edit.place({layer: _execution_device(self.blocks[layer]) for layer in edit.layers})
         self.stats = SteerStats()
         self._handles: list = []
         self._state: dict = {}
 
-    def _plan(self, layers, min_acc, exclude_last) -> dict:
-        """Per decoder layer: device tensors W [K,H], b [K], t [K] (probes) or a CAA shift."""
-        plan = {}
-        if self.caa is not None:
-            for i, l in enumerate(self.caa.layers):
-                dev = next(self.blocks[l].parameters()).device
-                plan[l] = {"caa": torch.tensor(self.caa.U[i] * self.caa.scale[i] * self.multiplier,
-                                               device=dev, dtype=torch.float32)}
-            return plan
-        chosen = {}
-        for k, bank in enumerate(self.banks):
-            use = layers if layers is not None else bank.select_layers(min_acc, exclude_last)
-            for l in use:
-                if l not in bank.layers:
-                    raise ValueError(f"layer {l} has no {bank.value} probe; probed layers: "
-                                     f"{bank.layers}")
-                chosen.setdefault(l, []).append(k)
-        for l, ks in sorted(chosen.items()):
-            dev = next(self.blocks[l].parameters()).device
-            W = np.stack([self.banks[k].probe(l)[0] for k in ks])
-            plan[l] = {"W": torch.tensor(W, device=dev, dtype=torch.float32),
-                       "b": torch.tensor([self.banks[k].probe(l)[1] for k in ks], device=dev,
-                                         dtype=torch.float32),
-                       "t": torch.tensor([self.targets[k] for k in ks], device=dev,
-                                         dtype=torch.float32)}
-            plan[l]["sets"] = active_sets(plan[l]["W"]) if len(ks) > 1 else None
-        return plan
-
     @property
     def layers(self) -> list[int]:
-        return sorted(self.plan)
+        return list(self.edit.layers)
+
+    @property
+    def shareable(self) -> bool:
+        """Whether rows may share a prefix computed once: every edit depends on its own
+        token alone, and no gate or position rule needs the whole prompt."""
+        return self.edit.token_local and self.gate is None and self.positions == "all"
+
+    def select_rows(self, index: torch.Tensor) -> None:
+        """Reorder or repeat the per-row state of the current call as ``index`` selects rows,
+        to follow a KV cache that was (e.g. one prompt's cache copied to each of its
+        continuations before they are scored)."""
+        st = self._state
+        st["open"] = st["open"][index.to(st["open"].device)]
+        st["ids"] = st["ids"][index.to(st["ids"].device)]
+        s = self.stats
+        if s.row_seen is not None:
+            i = index.to(s.row_seen.device)
+            s.row_steered, s.row_seen, s.row_rel_edit = (s.row_steered[i], s.row_seen[i],
+                                                         s.row_rel_edit[i])
+        s.gate_open = [s.gate_open[j] for j in index.tolist()] if s.gate_open else []
+        self.edit.select(index)
 
     # --- hooks -----------------------------------------------------------------------------
     def _pre_forward(self, _module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is None:
-            raise ValueError("steering needs input_ids (inputs_embeds alone carry no BOS/pad info)")
+            raise UsageError("steering needs input_ids (inputs_embeds alone carry no BOS/pad "
+                             "information)")
         am = kwargs.get("attention_mask")
         # transformers 4.x passes the KV cache as past_key_values, 5.x as cache
         past = kwargs.get("past_key_values", kwargs.get("cache"))
@@ -226,10 +147,12 @@ class Steerer(contextlib.AbstractContextManager):
         if fresh:
             st["prompt_len"] = ids.shape[1]
             st["open"] = self._decide(ids)
-            self.stats.row_steered = torch.zeros(ids.shape[0], device=ids.device)
-            self.stats.row_seen = torch.zeros(ids.shape[0], device=ids.device)
+            self.stats._reset_rows(ids.shape[0], ids.device)
+            self.edit.begin(ids.shape[0])
         if past_len == 0:
             st["ids"] = ids
+        last = am.shape[1] - 1 - am.flip(-1).argmax(-1) if fresh else None
+        st["step"] = Step(prefill=fresh, last=last)
         if self._special is not None:
             if self._special.device != ids.device:
                 self._special = self._special.to(ids.device)
@@ -255,7 +178,7 @@ class Steerer(contextlib.AbstractContextManager):
         else:
             texts = [self.gate_text(t) for t in
                      self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
-            self._state["paused"] = True
+            self._state["paused"] = True     # a gate may run the model itself (probe gate)
             try:
                 open_ = [bool(x) for x in self.gate.decide(texts)]
             finally:
@@ -264,36 +187,29 @@ class Steerer(contextlib.AbstractContextManager):
         return torch.tensor(open_, device=ids.device)
 
     def _make_hook(self, layer: int):
-        p = self.plan[layer]
-        st, stats = self._state, self.stats
+        st, stats, edit = self._state, self.stats, self.edit
 
         def hook(_module, _args, output):
             if st.get("paused"):
                 return None
             h = output[0] if isinstance(output, tuple) else output
+            if edit.device(layer) != h.device:      # the layer ran elsewhere than expected
+                edit.place({layer: h.device})
             mask = st["mask"].to(h.device)
             e = h.float()
-            if "caa" in p:
-                delta = p["caa"].expand_as(e)
-                apply = mask
-                size = p["caa"].norm().expand(mask.shape)
-            else:
-                s = e @ p["W"].T + p["b"]                                   # [b, t, K]
-                lam = min_norm_shift(p["W"], p["t"] - s, p["sets"])         # [b, t, K]
-                apply = mask & (lam > 0).any(-1)
-                lam = lam * apply.unsqueeze(-1)
-                delta = lam @ p["W"]                                        # [b, t, H]
-                size = delta.norm(dim=-1)
+            delta, apply = edit.shift(layer, e, mask, st["step"])
             new = torch.where(apply.unsqueeze(-1), (e + delta).to(h.dtype), h)
-            n_apply = apply.sum()
-            stats.steered[layer] = stats.steered.get(layer, 0) + n_apply
+            size = torch.broadcast_to(delta.norm(dim=-1), apply.shape) * apply
+            rel = size / e.norm(dim=-1).clamp(min=1e-6)
+            stats.steered[layer] = stats.steered.get(layer, 0) + apply.sum()
             stats.seen[layer] = stats.seen.get(layer, 0) + mask.sum()
-            stats.edit[layer] = stats.edit.get(layer, 0) + (size * apply).sum()
-            stats.rel_edit[layer] = stats.rel_edit.get(layer, 0) + \
-                (size * apply / e.norm(dim=-1).clamp(min=1e-6)).sum()
+            stats.edit[layer] = stats.edit.get(layer, 0) + size.sum()
+            stats.rel_edit[layer] = stats.rel_edit.get(layer, 0) + rel.sum()
             if stats.row_steered is not None and stats.row_steered.shape[0] == apply.shape[0]:
-                stats.row_steered += apply.sum(-1).to(stats.row_steered.device)
-                stats.row_seen += mask.sum(-1).to(stats.row_seen.device)
+                dev = stats.row_steered.device
+                stats.row_steered += apply.sum(-1).to(dev)
+                stats.row_seen += mask.sum(-1).to(dev)
+                stats.row_rel_edit += rel.sum(-1).to(dev)
             if isinstance(output, tuple):
                 return (new,) + tuple(output[1:])
             return new
@@ -303,8 +219,10 @@ class Steerer(contextlib.AbstractContextManager):
         try:
             self._handles.append(self.model.register_forward_pre_hook(self._pre_forward,
                                                                       with_kwargs=True))
-            for l in self.layers:
-                self._handles.append(self.blocks[l].register_forward_hook(self._make_hook(l)))
+            for layer in self.layers:
+                self._handles.append(
+                    self.blocks[layer].register_forward_hook(self._make_hook(layer)))
+            self.model._conva_steerer = self
         except BaseException:
             self.remove()
             raise
@@ -315,24 +233,55 @@ class Steerer(contextlib.AbstractContextManager):
             h.remove()
         self._handles.clear()
         self._state.clear()
+        if getattr(self.model, "_conva_steerer", None) is self:
+            del self.model._conva_steerer
 
     def __exit__(self, *exc):
         self.remove()
         return False
 
 
-def steer(model, banks, p0: float | None = 0.99, **kwargs) -> Steerer:
-    """Context manager that steers ``model`` toward the value(s) of ``banks``.
+def _execution_device(block) -> torch.device:
+    """Where ``block`` computes: accelerate's execution device for offloaded or dispatched
+    blocks, else the device of its weights."""
+    hook = getattr(block, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    return torch.device(device) if device is not None else next(block.parameters()).device
 
-    banks: a :class:`ProbeBank` or a list of them (multi-value; ``weights=`` scale
-    each target). p0: target probability in (0.5, 1); or ``logit=`` for a target
-    logit beyond ``logit(0.999)``. gate: an object with ``decide(texts) -> bools``,
-    one decision per batch row, made on the prompt at the first forward of each
-    call. positions: ``"all"``, ``"generated"`` or ``"prompt"``. layers: override
-    the selection rule (``min_acc``, ``exclude_last``). gate_text: maps the decoded
-    prompt to what the gate reads (e.g. the question without a few-shot preamble).
+
+def active_steerer(model) -> Steerer | None:
+    """The :class:`Steerer` currently active on ``model``, if any."""
+    return getattr(model, "_conva_steerer", None)
+
+
+def steer(model, what, p0: float | None = 0.99, *, logit: float | None = None,
+          rule: str = "token", layers=None, weights=None, min_acc: float = 0.9,
+          exclude_last: int = 5, gate=None, tokenizer=None, positions: str = "all",
+          gate_text=None) -> Steerer:
+    """Context manager that steers ``model`` while it is active.
+
+    what: a :class:`~conva_nb.probes.ProbeBank` or a list of them (multi-value; ``weights``
+    scale each target logit), steered by the closed form of ``rule`` (``"prompt"``: the
+    authors' per-prompt rule; ``"token"``: per token) toward ``p0`` in (0.5, 1) or
+    ``logit`` (a target logit, e.g. beyond ``logit(0.999)``), at ``layers`` (default: each
+    bank's selection rule, ``min_acc``/``exclude_last``); or any ready
+    :class:`~conva_nb.operators.EditOperator` (e.g. :func:`~conva_nb.operators.caa_shift`).
+    gate, tokenizer, positions, gate_text: see :class:`Steerer`.
     """
-    return Steerer(model, banks, p0=p0, **kwargs)
+    if isinstance(what, EditOperator):
+        edit = what
+    else:
+        if what is None:
+            raise UsageError("nothing to steer with: give a ProbeBank (or a list) or an "
+                             "EditOperator")
+        banks = [what] if isinstance(what, ProbeBank) else list(what)
+        for b in banks:
+            b.check_compatible(model)
+        edit = closed_form(banks, p0=p0 if logit is None else None, logit=logit, rule=rule,
+                           layers=layers, weights=weights, min_acc=min_acc,
+                           exclude_last=exclude_last)
+    return Steerer(model, edit, gate=gate, tokenizer=tokenizer, positions=positions,
+                   gate_text=gate_text)
 
 
 @torch.no_grad()
@@ -343,7 +292,7 @@ def token_edits(model, tokenizer, bank: ProbeBank, text: str, layer: int,
     Returns ``tokens`` (strings), ``p_before``, ``eps`` (shift length along ``v``) and
     ``p_after`` per token, as lists; special tokens (BOS) get ``eps = 0``.
     """
-    block = decoder_layers(model, getattr(model, "conva_layers_path", None))[layer]
+    block = decoder_layers(model)[layer]
     got = {}
     handle = block.register_forward_hook(
         lambda _m, _a, o: got.setdefault("h", (o[0] if isinstance(o, tuple) else o).detach()))

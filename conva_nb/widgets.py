@@ -1,51 +1,29 @@
 """An interactive ConVA playground for Jupyter and Colab (standard ipywidgets only).
 
 The logic lives in plain functions so that it can be tested and used without a
-front-end: :func:`make_gate` builds the gate, :func:`run_once` answers one prompt
-with and without steering and returns texts, gate decision and per-layer edit
-statistics. :func:`playground` wraps them in a panel (value, P0, gate, prompt,
+front-end: :func:`run_once` answers one prompt with and without steering and returns
+texts, gate decision and per-layer edit statistics (gates come from
+:func:`conva_nb.gates.make_gate`). :func:`playground` wraps them in a panel (value, P0, gate, prompt,
 Run) whose output is an HTML widget with the two answers side by side and an
 image widget with the per-layer edit plot, so nothing needs a custom front-end.
 """
 from __future__ import annotations
 
 import html
-import io
 
+from .errors import UsageError
+from .gates import make_gate
+from .models import decoder_layers
+from .plots import edit_profile, figure_png
+from .probes import get_bank
+from .prompting import generate, question_of
+from .steering import steer
 from .values import VALUE_NAMES, canonical
 
-__all__ = ["P0_CHOICES", "GATE_KINDS", "make_gate", "run_once", "result_html", "Playground",
-           "playground"]
+__all__ = ["P0_CHOICES", "run_once", "result_html", "Playground", "playground"]
 
 P0_CHOICES = (0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999)
-GATE_KINDS = ("auto", "detector", "probe")
 DEFAULT_PROMPT = "I have a free weekend ahead of me. What should I do with it?"
-
-
-def make_gate(model, tokenizer, bank, kind: str = "auto", download: bool = False):
-    """``(gate, name)`` for ``bank``'s value.
-
-    kind: ``"detector"`` — the paper's :class:`~conva_nb.gates.ValueDetectorGate` (MiniLM
-    value detector fit on Touché23, cached; needs the data: ``$CONVA_NB_TOUCHE``, the
-    cache, or ``download=True``); ``"probe"`` — :class:`~conva_nb.gates.ProbeGate`, the
-    model's own probe at its first selected layer; ``"auto"`` — the detector when
-    Touché23 can be found, else the probe gate.
-    """
-    from .datasets import DataError, load_touche
-    from .gates import ProbeGate, ValueDetectorGate, touche_detector
-    if kind not in GATE_KINDS:
-        raise ValueError(f"unknown gate kind {kind!r}; valid: {', '.join(GATE_KINDS)}")
-    if kind in ("auto", "detector"):
-        try:
-            if download:
-                load_touche(download=True)          # fetch once into the cache if missing
-            det = touche_detector(None)
-            return ValueDetectorGate(det, bank.value), "value detector (Touché23)"
-        except DataError:
-            if kind == "detector":
-                raise
-    gate = ProbeGate(model, tokenizer, bank)
-    return gate, f"probe gate (layer {gate.layer})"
 
 
 def run_once(model, tokenizer, value: str, prompt: str, p0: float = 0.99, gate_on: bool = True,
@@ -56,8 +34,8 @@ def run_once(model, tokenizer, value: str, prompt: str, p0: float = 0.99, gate_o
 
     banks: ``{value: ProbeBank}`` to use (missing ones come from
     :func:`~conva_nb.probes.get_bank`). gate: a ready gate object; otherwise, when
-    ``gate_on``, one from :func:`make_gate` (``gate_kind``). The gate reads the question,
-    not the few-shot frame around it.
+    ``gate_on``, one from :func:`~conva_nb.gates.make_gate` (``gate_kind``). The gate reads
+    the question, not the few-shot frame around it.
 
     Returns a dict: ``value, prompt, p0, gate_on, gate_name, gate_score`` (None without a
     gate), ``gate_open``, ``layers`` (steered layers), ``unsteered``, ``steered`` (texts),
@@ -65,20 +43,16 @@ def run_once(model, tokenizer, value: str, prompt: str, p0: float = 0.99, gate_o
     and ``n_layers``. ``unsteered``: the unsteered answer of an earlier call with the same
     prompt and settings, to skip generating it again.
     """
-    from .models import decoder_layers
-    from .probes import get_bank
-    from .prompting import generate, question_of
-    from .steering import steer
     value = canonical(value)
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("type a prompt first")
+        raise UsageError("type a prompt first")
     bank = (banks or {}).get(value) or get_bank(model, tokenizer, value, progress=False)
     gate_name, gate_score = "off", None
     if gate_on:
         if gate is None:
-            gate, gate_name = make_gate(model, tokenizer, bank, gate_kind, download)
-        else:
-            gate_name = type(gate).__name__
+            gate = make_gate(gate_kind, value, model=model, tokenizer=tokenizer, bank=bank,
+                             download=download)
+        gate_name = getattr(gate, "name", type(gate).__name__)
         if hasattr(gate, "scores"):
             gate_score = float(gate.scores([prompt.strip()])[0])
     else:
@@ -88,7 +62,7 @@ def run_once(model, tokenizer, value: str, prompt: str, p0: float = 0.99, gate_o
     with steer(model, bank, p0=p0, gate=gate, tokenizer=tokenizer, gate_text=question_of,
                min_acc=min_acc, exclude_last=exclude_last) as s:
         steered = generate(model, tokenizer, [prompt], **kw)[0]
-    n_layers = len(decoder_layers(model, getattr(model, "conva_layers_path", None)))
+    n_layers = len(decoder_layers(model))
     return {"value": value, "prompt": prompt, "p0": float(p0), "gate_on": bool(gate_on),
             "gate_name": gate_name, "gate_score": gate_score,
             "gate_open": bool(s.stats.gate_open[0]) if s.stats.gate_open else True,
@@ -111,14 +85,6 @@ def result_html(res: dict) -> str:
             "<div style='display:flex;gap:1em;flex-wrap:wrap'>"
             + box.format("unsteered", esc(res["unsteered"]))
             + box.format(f"ConVA → {esc(res['value'])}", esc(res["steered"])) + "</div>")
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 class Playground:
@@ -157,27 +123,25 @@ class Playground:
     def _gate(self, bank):
         key = (bank.value, self.gate_kind)
         if key not in self._gates:
-            self._gates[key] = make_gate(self.model, self.tokenizer, bank, self.gate_kind,
-                                         self.download)
+            self._gates[key] = make_gate(self.gate_kind, bank.value, model=self.model,
+                                         tokenizer=self.tokenizer, bank=bank,
+                                         download=self.download)
         return self._gates[key]
 
     def run(self) -> dict | None:
-        from .plots import edit_profile
-        from .probes import get_bank
         value = self.value.value
         self.button.disabled = True
         self.status.value = f"<i>running ({value}, P0 = {self.p0.value:g}) …</i>"
         try:
             if value not in self.banks:
                 self.banks[value] = get_bank(self.model, self.tokenizer, value, progress=False)
-            gate, name = self._gate(self.banks[value]) if self.gate_on.value else (None, "off")
+            gate = self._gate(self.banks[value]) if self.gate_on.value else None
             res = run_once(self.model, self.tokenizer, value, self.prompt.value,
                            p0=self.p0.value, gate_on=self.gate_on.value, banks=self.banks,
                            gate=gate, max_new_tokens=self.max_new_tokens)
-            res["gate_name"] = name
             self.result = res
             self.texts.value = result_html(res)
-            self.plot.value = _png(edit_profile(res["stats"], res["n_layers"],
+            self.plot.value = figure_png(edit_profile(res["stats"], res["n_layers"],
                                                 title=f"ConVA edits toward {value}"))
             self.status.value = "<i>done</i>"
         except Exception as err:          # shown in the panel: a live widget must not die

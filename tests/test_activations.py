@@ -4,6 +4,7 @@ import torch
 
 from conva_nb.activations import extract
 from conva_nb.models import decoder_layers
+
 from tiny import tiny_model
 
 TEXTS = ["the friend helped my family", "i won", "she was safe at home today .",

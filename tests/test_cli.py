@@ -37,6 +37,7 @@ def test_unknown_subcommand_and_option():
 def test_steer_bad_p0_and_empty_file(tmp_path):
     r = run("steer", "--value", "power", "--prompt", "Hi?", "--p0", "1.2")
     assert r.returncode == 2 and "P0 must lie in the open interval (0.5, 1)" in r.stderr
+    assert "loading model" not in r.stderr
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
     r = run("steer", "--value", "power", "--prompts-file", str(empty))
@@ -59,6 +60,7 @@ def test_evaluate_and_calibrate_bad_input_exit_2(tmp_path):
 
 def test_model_without_findable_layers_exits_2(tmp_path):
     from transformers import RwkvConfig, RwkvForCausalLM
+
     from tiny import tiny_tokenizer
     cfg = RwkvConfig(vocab_size=80, hidden_size=16, num_hidden_layers=2, attention_hidden_size=16,
                      intermediate_size=32, context_length=32)
@@ -71,8 +73,8 @@ def test_model_without_findable_layers_exits_2(tmp_path):
 
 
 def test_bank_for_another_model_exits_2(tmp_path):
-    from tiny import tiny_model
     from test_steering import random_bank
+    from tiny import tiny_model
     model, tok = tiny_model("llama")
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
@@ -114,6 +116,7 @@ def test_probe_cli_json(tmp_path):
     assert doc["saved_to"] == str((tmp_path / "b").resolve())
     # the bank the package ships for the embedded model is what `probe` trains
     import numpy as np
+
     from conva_nb.models import EMBEDDED_IDENTITY
     from conva_nb.probes import SHIPPED_BANKS, ProbeBank, data_fingerprint
     shipped = ProbeBank.load(SHIPPED_BANKS / "embedded" /
@@ -147,6 +150,7 @@ def test_evaluate_cli_rows_and_cached_rerun(tmp_path, touche_dir):
     """The full evaluate path (banks, gate, judge, fluency, capability, statistics) on a
     tiny saved model, so that it runs in CI time; a re-run generates nothing new."""
     import os
+
     from tiny import tiny_model
     model, tok = tiny_model("llama")
     model.save_pretrained(tmp_path / "m")
@@ -170,3 +174,60 @@ def test_evaluate_cli_rows_and_cached_rerun(tmp_path, touche_dir):
     again = json.loads(again.stdout)
     assert again["computed"] == {"generated": 0, "scored": 0, "perplexities": 0}
     assert again["rows"] == doc["rows"]
+
+
+def test_an_internal_error_keeps_its_traceback_and_exits_1():
+    code = ("import conva_nb.cli as c\n"
+            "def boom(args):\n    raise RuntimeError('a bug, not bad input')\n"
+            "c.cmd_values = boom\nc.main(['values'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "Traceback (most recent call last)" in r.stderr and "a bug, not bad input" in r.stderr
+    assert "usage" not in r.stderr.lower()
+
+
+@pytest.mark.parametrize("args", [
+    ["steer", "--value", "power", "--prompt", "Hi?", "--max-new-tokens", "0"],
+    ["steer", "--value", "power", "--prompt", "Hi?", "--batch-size", "-3"],
+    ["evaluate", "--batch-size", "0"],
+    ["evaluate", "--n-capability", "0"],
+    ["generate-pairs", "--value", "power", "--n", "0", "--out", "x.jsonl"],
+])
+def test_non_positive_counts_are_rejected_before_the_model_loads(args):
+    r = run(*args)
+    assert r.returncode == 2 and "must be a positive whole number" in r.stderr
+    assert "loading model" not in r.stderr
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_generate_pairs_against_an_unreachable_server_keeps_what_it_wrote(tmp_path):
+    from conva_nb.local_server import ScriptedChatServer
+    out = tmp_path / "power.jsonl"
+    with ScriptedChatServer() as srv:
+        r = run("generate-pairs", "--value", "power", "--n", "2", "--out", str(out),
+                "--base-url", srv.base_url, "--model-name", "scripted", "--json")
+    assert r.returncode == 0, r.stderr
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    r = run("generate-pairs", "--value", "power", "--n", "5", "--out", str(out),
+            "--base-url", url, "--max-retries", "1", "--backoff", "0.01")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert url in last and "2 of 5 pairs are in" in last and "resume" in last
+    assert len(out.read_text().splitlines()) == 2            # kept
+
+
+def test_generate_pairs_against_a_failing_server_names_it(tmp_path):
+    from conva_nb.local_server import ScriptedChatServer
+    with ScriptedChatServer(faults=["500"] * 10) as srv:
+        r = run("generate-pairs", "--value", "power", "--n", "3", "--out",
+                str(tmp_path / "p.jsonl"), "--base-url", srv.base_url, "--max-retries", "2",
+                "--backoff", "0.01")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert srv.base_url in last and "0 of 3 pairs" in last

@@ -53,8 +53,8 @@ def test_always_open():
 
 
 def test_probe_gate_reads_model_probe():
-    from tiny import tiny_model
     from test_steering import random_bank
+    from tiny import tiny_model
     model, tok = tiny_model("llama")
     bank = random_bank(model, offset=0.0)
     gate = ProbeGate(model, tok, bank, layer=1, threshold=0.5)

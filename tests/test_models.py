@@ -4,7 +4,8 @@ import shutil
 import pytest
 import torch
 
-from conva_nb.models import decoder_layers, layer_paths, load_model, model_identity
+from conva_nb.models import LAYER_PATHS, decoder_layers, load_model, model_identity
+
 from tiny import ARCHS, tiny_model
 
 
@@ -24,7 +25,7 @@ def test_unmappable_model_names_paths_tried():
 
     with pytest.raises(ValueError) as err:
         decoder_layers(Odd())
-    assert all(p in str(err.value) for p in layer_paths())
+    assert all(p in str(err.value) for p in LAYER_PATHS)
     assert "layers_path" in str(err.value)
     assert len(decoder_layers(Odd(), path="blocks")) == 1
 
@@ -100,6 +101,7 @@ def test_bpe_merges_rebuilt_from_unigram_scores(embedded):
     import gguf
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
+
     from conva_nb.models import embedded_gguf_path, fix_spm_bpe_tokenizer
     _, tok = embedded
     r = gguf.GGUFReader(str(embedded_gguf_path()))
@@ -121,8 +123,10 @@ def test_bpe_merges_rebuilt_from_unigram_scores(embedded):
 @pytest.mark.slow
 def test_half_written_cache_is_rebuilt(embedded, tmp_cache):
     """A copy without its completion marker (a crash mid-save) is never loaded."""
-    from conva_nb.models import _EMBEDDED_DIR, cache_dir, embedded_gguf_path
     import os
+
+    from conva_nb.cache import cache_dir
+    from conva_nb.models import _EMBEDDED_DIR, embedded_gguf_path
     src_cache = embedded[0].name_or_path
     (tmp_cache / "gguf").mkdir(parents=True)
     real_gguf = os.path.join(os.path.dirname(src_cache), "gguf")

@@ -4,10 +4,12 @@ import contextlib
 import numpy as np
 import pytest
 
-from conva_nb.evaluation import continuation_logprobs
+from conva_nb.operators import caa_shift, caa_vector
 from conva_nb.prefix import MIN_PREFIX, common_prefix_len
 from conva_nb.prompting import frame, generate
-from conva_nb.steering import caa_vector, steer
+from conva_nb.scoring import continuation_logprobs
+from conva_nb.steering import steer
+
 from test_steering import random_bank
 from tiny import ARCHS, tiny_model
 
@@ -31,8 +33,11 @@ def _contexts(arch):
     caa = caa_vector(x.astype(np.float32), np.array([1, 0] * 4), "benevolence", [1, 2])
     return model, tok, {
         "none": contextlib.nullcontext,
-        "conva": lambda: steer(model, bank, p0=0.95, tokenizer=tok, layers=[1, 2]),
-        "caa": lambda: steer(model, None, caa=caa, multiplier=0.5, tokenizer=tok)}
+        "conva": lambda: steer(model, bank, p0=0.95, rule="token", tokenizer=tok, layers=[1, 2]),
+        "caa": lambda: steer(model, caa_shift(caa, 0.5), tokenizer=tok),
+        # needs each prompt whole: sharing is declined and the exact path runs instead
+        "prompt-rule": lambda: steer(model, bank, p0=0.95, rule="prompt", tokenizer=tok,
+                                     layers=[1, 2])}
 
 
 def _full_and_shared(model, tok, ctxs, texts, conts, batch_size):
@@ -92,7 +97,7 @@ def test_generation_shares_no_prefix_past_a_sliding_window():
 @pytest.mark.parametrize("arch", ARCHS)
 def test_repeated_contexts_score_like_full_forwards(arch):
     """Multiple-choice rows: each question runs once and its choices reuse its cache."""
-    from conva_nb.evaluation import _groupable
+    from conva_nb.scoring import _groupable
     model, tok, ctxs = _contexts(arch)
     texts, conts = [], []
     for q, choices in zip(QS, [["my family", "old", "the city home", "no"],

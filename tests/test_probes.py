@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from conva_nb.probes import ProbeBank, fit_layer, train_probes
+
 from tiny import tiny_model
 
 
@@ -52,7 +53,7 @@ def test_bank_roundtrip_and_compatibility(tmp_path):
     other.config.n_embd = 48
     with pytest.raises(ValueError, match="hidden size 32"):
         ProbeBank.load(path, other)
-    with pytest.raises(FileNotFoundError, match="not a probe bank"):
+    with pytest.raises(ValueError, match="not a probe bank"):
         ProbeBank.load(tmp_path)
 
 
@@ -68,6 +69,7 @@ def test_selection_rule_and_fallback():
 
 def test_control_vector_export(tmp_path):
     import gguf
+
     from conva_nb.export import to_control_vector
     n = 6
     bank = ProbeBank("power", "m", 4, n, "last", "controlled", list(range(n)),

@@ -1,8 +1,7 @@
 """Integration: the shipped data on the embedded model (Issue: no negation or topic shortcut)."""
 import pytest
 
-from conva_nb.probes import (get_bank, middle_layers, negation_control_accuracy,
-                             transfer_accuracy)
+from conva_nb.probes import get_bank, middle_layers, negation_control_accuracy, transfer_accuracy
 
 pytestmark = [pytest.mark.embedded, pytest.mark.slow]
 

@@ -15,9 +15,10 @@ def test_shared_preamble_gives_the_same_answers_and_scores_on_the_embedded_model
     """The few-shot preamble computed once per batch (the runner's path) changes nothing:
     the same greedy answers, and the same multiple-choice log-likelihoods."""
     import numpy as np
+
     from conva_nb.datasets import load_prompts
-    from conva_nb.evaluation import continuation_logprobs
     from conva_nb.prefix import sliding_window
+    from conva_nb.scoring import continuation_logprobs
     model, tok = embedded
     assert sliding_window(model) >= 512      # long enough for prefix + question + answer
     qs = [r["prompt"] for r in load_prompts("value", "hedonism", "test")][:6]

@@ -6,14 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from conva_nb.evaluation import LLMJudge
+from conva_nb.cache import RunStore
 from conva_nb.experiment import gate_threshold, summarize
+from conva_nb.judges import LLMJudge
 from conva_nb.local_server import ScriptedChatServer
 from conva_nb.methods import MethodConfig
 from conva_nb.prompting import generate, question_of
-from conva_nb.runner import Runner, RunStore, answer_match
+from conva_nb.runner import Runner, answer_match
+from conva_nb.scoring import continuation_logprobs
 from conva_nb.settings import config_for, load_settings, save_settings
 from conva_nb.steering import steer
+
 from test_steering import Gate, random_bank
 from tiny import tiny_model
 
@@ -60,7 +63,7 @@ def test_gated_rows_compose_exactly_like_a_gated_generate(tmp_path):
     composed, opened = r.outputs(cfg, QS, gate=Gate(decisions))
     assert opened == decisions
     with steer(r.model, bank, p0=None, logit=6.0, layers=[1, 2], gate=Gate(decisions),
-               tokenizer=r.tok, gate_text=question_of):
+               rule="token", tokenizer=r.tok, gate_text=question_of):
         direct = generate(r.model, r.tok, QS, batch_size=4, max_new_tokens=6)
     assert composed == direct
 
@@ -68,7 +71,7 @@ def test_gated_rows_compose_exactly_like_a_gated_generate(tmp_path):
 def test_choice_logliks_match_a_manual_forward(tmp_path):
     r, _ = make_runner(tmp_path)
     texts, conts = ["the friend", "i won the"], ["helped my family", "city"]
-    got = r._choice_logliks(texts, conts)
+    got, _ = continuation_logprobs(r.model, r.tok, texts, conts, 4, share_prefix=True)
     for t, c, g in zip(texts, conts, got):
         a = r.tok(t).input_ids
         b = r.tok(" " + c, add_special_tokens=False).input_ids
@@ -120,10 +123,12 @@ def test_settings_roundtrip_and_mismatch(tmp_path):
     p = save_settings(doc, tmp_path / "s.json")
     s = load_settings("tiny-x", p)
     cfg = config_for(s, "conva", "Power")
-    assert cfg.logit == 9.0 and cfg.layers == (2,) and cfg.g0 == 0.3
-    assert config_for(s, "caa", "power").multiplier == 0.25
-    assert config_for(s, "conva", "security").logit == pytest.approx(4.595)   # defaults
-    with pytest.raises(ValueError, match="calibrated for 'tiny-x'"):
+    assert cfg["logit"] == 9.0 and cfg["layers"] == (2,)
+    from conva_nb.settings import gate_threshold_for
+    assert gate_threshold_for(s, "power") == 0.3 and gate_threshold_for(s, "security") == 0.5
+    assert config_for(s, "caa", "power")["multiplier"] == 0.25
+    assert config_for(s, "conva", "security")["logit"] == pytest.approx(4.595)   # defaults
+    with pytest.raises(ValueError, match="made for 'tiny-x'"):
         load_settings("another-model", p)
 
 
@@ -138,24 +143,21 @@ def test_llm_judge_over_real_http_with_cache_and_retries(tmp_path):
     with ScriptedChatServer(faults=["429", "malformed"]) as srv:
         judge = LLMJudge("scripted-judge", base_url=srv.base_url, cache_path=tmp_path / "j.jsonl",
                          backoff=0.01)
-        out = judge.judge("benevolence", ["q1", "q2"],
-                          ["I helped my friend carry her boxes home.", "The sky is blue."])
+        out = judge.verdicts("benevolence", ["q1", "q2"],
+                             ["I helped my friend carry her boxes home.", "The sky is blue."])
         assert [o["reflects_value"] for o in out] == [True, False]
         assert all(o["fluent"] for o in out)
         n = srv.requests
         assert n == 4                                 # two faults retried, two answers
         again = LLMJudge("scripted-judge", base_url=srv.base_url,
                          cache_path=tmp_path / "j.jsonl")
-        assert again.judge("benevolence", ["q1"], ["I helped my friend carry her boxes home."]) \
-            == out[:1]
+        assert again.verdicts("benevolence", ["q1"],
+                              ["I helped my friend carry her boxes home."]) == out[:1]
+        assert list(again.scores("benevolence", ["q1"],
+                                 ["I helped my friend carry her boxes home."])) == [1.0]
         assert srv.requests == n                      # served from the cache file
     lines = (tmp_path / "j.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all("k" in json.loads(l) for l in lines)
-
-
-def test_cli_lists_the_same_methods():
-    from conva_nb import cli, methods
-    assert cli.METHOD_NAMES == methods.METHODS
 
 
 def test_gate_threshold_caps_the_irrelevant_open_rate():
@@ -180,12 +182,12 @@ def test_gate_threshold_caps_the_irrelevant_open_rate():
 def test_evaluate_reuses_the_calibrated_fluency_bounds(tmp_path, touche_dir):
     """With settings that hold fluency bounds, evaluate generates only the test prompts'
     answers (no unsteered dev answers to re-derive the same bounds)."""
-    from conva_nb.evaluation import get_judge
     from conva_nb.experiment import evaluate
+    from conva_nb.judges import EmbeddedJudge
     r, _ = make_runner(tmp_path)
     bounds = {"max_ppl": 1e9, "min_distinct2": 0.0, "max_repetition": 1.0}
     settings = {"model_id": "tiny", "values": {}, "fluency_bounds": bounds}
-    res = evaluate(r, get_judge(touche_dir), values=["benevolence"], methods=["none"],
+    res = evaluate(r, EmbeddedJudge.cached(touche_dir), values=["benevolence"], methods=["none"],
                    settings=settings, n_capability=2, opposing=False, progress=False)
     n_test = res["rows"][0]["n_prompts"]
     assert res["fluency_bounds"] == bounds and res["rows"][0]["fr"] == 1.0

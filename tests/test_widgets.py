@@ -3,6 +3,7 @@ import pytest
 
 from conva_nb import widgets
 from conva_nb.gates import ProbeGate
+
 from test_steering import random_bank
 from tiny import tiny_model
 
@@ -59,16 +60,20 @@ def test_run_once_rejects_empty_prompt(tiny):
 
 
 def test_make_gate_falls_back_to_probe_gate_without_touche(tiny, tmp_cache, monkeypatch):
+    from conva_nb.datasets import DataError
+    from conva_nb.gates import AlwaysOpen, make_gate
     model, tok, bank = tiny
     monkeypatch.delenv("CONVA_NB_TOUCHE", raising=False)
-    gate, name = widgets.make_gate(model, tok, bank, "auto")
+    gate = make_gate("auto", bank.value, model=model, tokenizer=tok, bank=bank)
     assert isinstance(gate, ProbeGate) and gate.layer == bank.select_layers()[0]
-    assert "probe" in name
-    from conva_nb.datasets import DataError
+    assert "probe" in gate.name
     with pytest.raises(DataError):
-        widgets.make_gate(model, tok, bank, "detector")
-    with pytest.raises(ValueError, match="gate kind"):
-        widgets.make_gate(model, tok, bank, "nope")
+        make_gate("detector", bank.value)
+    with pytest.raises(ValueError, match="unknown gate kind 'nope'; valid: none, detector"):
+        make_gate("nope", bank.value)
+    with pytest.raises(ValueError, match="pass model=, tokenizer= and bank="):
+        make_gate("probe", bank.value)
+    assert isinstance(make_gate("none", bank.value), AlwaysOpen)
 
 
 def test_result_html_escapes_and_shows_both_texts():

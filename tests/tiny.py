@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import (AutoModelForCausalLM, GPT2Config, GemmaConfig, Gemma3TextConfig,
-                          GPTNeoXConfig, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config)
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma3TextConfig,
+    GemmaConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 WORDS = ("the a an i you she he we they it is was be to of and in on at for with my your her his "
          "help helped friend family money power safe rules old new fun win won lost city home work "

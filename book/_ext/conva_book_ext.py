@@ -7,6 +7,9 @@ JavaScript SyntaxError in every page's console. This extension drops such duplic
 before a page is rendered. Entries count as duplicates only when file name (``None`` and
 ``''`` both meaning "inline"), priority and all attributes, inline body included, are
 equal, so nothing distinct is ever removed.
+
+It also writes the students' edition (:mod:`conva_nb.course`) into the built HTML's
+``_static/`` once the build has finished, so the course guide's download link works.
 """
 from __future__ import annotations
 
@@ -35,6 +38,18 @@ def _dedupe(app, pagename, templatename, context, doctree):
             context[key] = unique
 
 
+def _student_edition(app, exception):
+    if exception is not None or app.builder.format != "html":
+        return
+    from pathlib import Path
+
+    from conva_nb.course import write_student_edition
+    out = Path(app.outdir) / "_static" / "student"
+    z = write_student_edition(Path(app.srcdir) / "book", out)
+    z.replace(Path(app.outdir) / "_static" / z.name)
+
+
 def setup(app):
     app.connect("html-page-context", _dedupe, priority=900)
+    app.connect("build-finished", _student_edition)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -5,7 +5,11 @@ import pytest
 import torch
 from scipy.stats import bootstrap, ttest_rel
 
-from conva_nb import evaluation as E
+from conva_nb import metrics as E
+from conva_nb import stats as S
+from conva_nb.judges import EmbeddedJudge
+from conva_nb.scoring import perplexities
+
 from tiny import ARCHS
 
 
@@ -32,13 +36,13 @@ def test_fluency_bounds_and_rate():
 
 
 def test_csr_and_statistics_match_scipy():
-    assert E.csr([0.2, 0.6, 0.5, 0.9]) == 0.75
+    assert E.csr([False, True, True, True]) == 0.75
     rng = np.random.default_rng(0)
     a, b = rng.normal(0.6, 0.1, 30), rng.normal(0.5, 0.1, 30)
-    r = E.paired_test(a, b)
+    r = S.paired_test(a, b)
     ref = ttest_rel(a, b, alternative="greater")
     assert math.isclose(r["p_value"], ref.pvalue) and math.isclose(r["t"], ref.statistic)
-    lo, hi = E.bootstrap_ci(a, seed=1)
+    lo, hi = S.bootstrap_ci(a, seed=1)
     ref = bootstrap((a,), np.mean, n_resamples=2000, method="percentile", random_state=1)
     assert math.isclose(lo, ref.confidence_interval.low)
     assert lo < a.mean() < hi
@@ -52,7 +56,7 @@ def test_batched_perplexity_equals_one_by_one_loss(arch):
     model, tok = tiny_model(arch)
     ctx = ["the friend", "i won the city and", "we", "she helped"]
     resp = ["helped my family", "", "won the home of my friend", "work"]
-    ppl = E.perplexities(model, tok, ctx, resp, batch_size=3)
+    ppl = perplexities(model, tok, ctx, resp, batch_size=3)
     assert math.isinf(ppl[1])
     for c, r, got in zip(ctx, resp, ppl):
         if not r:
@@ -67,11 +71,15 @@ def test_batched_perplexity_equals_one_by_one_loss(arch):
         assert got > 1 and math.isclose(got, ref, rel_tol=1e-4)
 
 
-def test_value_judge_on_touche(touche_dir):
-    judge = E.ValueJudge().fit(touche_dir)
+def test_embedded_judge_on_touche(touche_dir):
+    judge = EmbeddedJudge().fit(touche_dir)
     print("judge held-out AUC:", judge.report_)
     assert np.mean([r["auc"] for r in judge.report_.values()]) > 0.75
     assert set(judge.thresholds_) == set(judge.report_)
-    s = judge.scores(["We must protect nature and treat every stranger fairly.",
-                      "I want to be the boss and control everyone's money.", ""], "universalism")
+    answers = ["We must protect nature and treat every stranger fairly.",
+               "I want to be the boss and control everyone's money.", ""]
+    s = judge.scores("universalism", ["q"] * 3, answers)
     assert s[0] > s[1] and s[2] == 0.0
+    assert list(judge.success("universalism", s)) == [bool(x >= judge.thresholds_[
+        "universalism"]) for x in s]
+    assert judge.report()["report"] == judge.report_
