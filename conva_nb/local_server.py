@@ -25,8 +25,8 @@ def _field(text: str, name: str) -> str:
 
 def scripted_reply(user: str) -> str:
     """The JSON text the scripted model answers to a generator prompt."""
-    if "Response:" in user and "Value:" in user:  # the LLM judge's rubric
-        value, resp = _field(user, "Value").lower(), _field(user, "Response").lower()
+    if "Answer:" in user and "Value:" in user:  # the LLM judge's rubric
+        value, resp = _field(user, "Value").lower(), _field(user, "Answer").lower()
         words = set(re.findall(r"[a-z]+", resp))
         cue = {"benevolence": {"help", "helped", "family", "friend", "friends", "care"}}.get(
             value, set(re.findall(r"[a-z]+", value)))
