@@ -154,15 +154,22 @@ def _read_lines(path: Path, what: str) -> list[str]:
 
 
 def _touche(args):
-    return args.touche or os.environ.get("CONVA_NB_TOUCHE")
+    """Touché23's directory: --touche, $CONVA_NB_TOUCHE, or where `get-touche` put it."""
+    from .cache import cache_dir
+    from .datasets import TOUCHE_FILES
+    got = args.touche or os.environ.get("CONVA_NB_TOUCHE")
+    if got is None and all((cache_dir() / "touche23" / f).exists() for f in TOUCHE_FILES):
+        got = cache_dir() / "touche23"
+    return got
 
 
 def _require_detector(args) -> None:
     from .gates import detector_dir
     if not (detector_dir() / "detector.json").exists() and not _touche(args):
-        raise UsageError("the value-detector gate is trained on Touché23: pass --touche DIR "
-                         "(with arguments-training.tsv, labels-training.tsv) or set "
-                         "CONVA_NB_TOUCHE; or use --gate probe or --no-gate")
+        raise UsageError("the value-detector gate is trained on Touché23: run `conva-nb "
+                         "get-touche`, pass --touche DIR (with arguments-training.tsv, "
+                         "labels-training.tsv) or set CONVA_NB_TOUCHE; or use --gate probe "
+                         "or --no-gate")
 
 
 def cmd_gate(args) -> None:

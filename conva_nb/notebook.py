@@ -67,4 +67,5 @@ def setup(model: str | None = EMBEDDED, quick: bool | None = None, seed: int = 0
               f"{next(m.parameters()).dtype} on {where}" + ("; quick mode" if quick else ""))
     else:
         m, tok = None, load_tokenizer(name)
+        print(f"model {name}: tokenizer only" + ("; quick mode" if quick else ""))
     return Session(m, tok, name, quick)
