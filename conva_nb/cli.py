@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -155,12 +154,8 @@ def _read_lines(path: Path, what: str) -> list[str]:
 
 def _touche(args):
     """Touché23's directory: --touche, $CONVA_NB_TOUCHE, or where `get-touche` put it."""
-    from .cache import cache_dir
-    from .datasets import TOUCHE_FILES
-    got = args.touche or os.environ.get("CONVA_NB_TOUCHE")
-    if got is None and all((cache_dir() / "touche23" / f).exists() for f in TOUCHE_FILES):
-        got = cache_dir() / "touche23"
-    return got
+    from .datasets import find_touche
+    return find_touche(args.touche)
 
 
 def _require_detector(args) -> None:

@@ -399,6 +399,16 @@ def download_touche(dest=None, api: str | None = None, progress: bool = True) ->
     return dest.resolve()
 
 
+def find_touche(path=None) -> Path | None:
+    """Touché23's directory: ``path``, else ``$CONVA_NB_TOUCHE``, else the cache copy that
+    ``conva-nb get-touche`` writes when all its files are there; ``None`` if none."""
+    path = path or os.environ.get("CONVA_NB_TOUCHE")
+    if path:
+        return Path(path)
+    cached = cache_dir() / "touche23"
+    return cached if all((cached / f).exists() for f in TOUCHE_FILES) else None
+
+
 def load_touche(path=None, download: bool = False) -> dict:
     """Touché23-ValueEval training arguments folded onto the 10 Schwartz values.
 
@@ -409,17 +419,13 @@ def load_touche(path=None, download: bool = False) -> dict:
     "labels"}``: texts are "premise (stance: conclusion)" strings, labels a ``[n, 10]`` 0/1
     array in circle order. Dataset: Kiesel et al. 2022/2023, CC BY-SA 4.0.
     """
-    if path is None and os.environ.get("CONVA_NB_TOUCHE"):
-        path = os.environ["CONVA_NB_TOUCHE"]
+    path = find_touche(path)
     if path is None:
-        path = cache_dir() / "touche23"
-        if not all((path / f).exists() for f in TOUCHE_FILES):
-            if not download:
-                raise DataError("Touché23 not found: run `conva-nb get-touche` (downloads it "
-                                "from Zenodo), pass path=<dir with arguments-training.tsv and "
-                                "labels-training.tsv>, or download=True")
-            download_touche(path)
-    path = Path(path)
+        if not download:
+            raise DataError("Touché23 not found: run `conva-nb get-touche` (downloads it "
+                            "from Zenodo), pass path=<dir with arguments-training.tsv and "
+                            "labels-training.tsv>, or download=True")
+        path = download_touche(cache_dir() / "touche23")
     for f in TOUCHE_FILES:
         if not (path / f).is_file():
             raise DataError(f"{path / f}: missing (Touché23 needs {', '.join(TOUCHE_FILES)})")

@@ -89,6 +89,11 @@ def test_cli_states_the_licence_asks_consent_and_downloads(zenodo, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={k: v for k, v in env.items() if k != "CONVA_NB_TOUCHE"})
     assert out.stdout.strip() == "5393"          # found in the cache without a path
+    code = ("import argparse; from conva_nb.cli import _touche; "
+            "print(_touche(argparse.Namespace(touche=None)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={k: v for k, v in env.items() if k != "CONVA_NB_TOUCHE"})
+    assert Path(out.stdout.strip()).resolve() == Path(doc["path"])   # so do the commands
 
 
 def test_unreachable_zenodo_is_one_line(tmp_path):
