@@ -236,7 +236,7 @@ def cmd_steer(args) -> None:
     human = "\n\n".join(f"Q: {o['prompt']}\nA: {o['text']}\n   (gate "
                          f"{'open' if o['gate_open'] else 'closed'}, steered "
                          f"{o['steered_fraction']:.0%})" for o in outputs)
-    _emit(args, {"value": args.value, "method": method, "config": cfg.key(),
+    _emit(args, {"value": args.value, "method": method, "config": cfg.describe(),
                  "settings": settings.get("path"), "outputs": outputs}, human)
 
 

@@ -137,7 +137,7 @@ def evaluate(runner, judge, values=None, methods=None, settings=None, touche=Non
                    "gate_open_rate": round(float(np.mean(r["gate_open"])), 4),
                    "capability_gate_open_rate": round(r["cap_gate_open"], 4),
                    "csr_opposing": round(r.get("csr_opposing", float("nan")), 4),
-                   "config": cfg.key(), "n_prompts": len(qs)}
+                   "config": cfg.describe(), "n_prompts": len(qs)}
             if m != "none":
                 row["p_vs_none"] = round(paired_test(r["scores"], base_scores)["p_value"], 6)
             if m == "conva":

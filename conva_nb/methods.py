@@ -149,11 +149,16 @@ class MethodConfig:
         return MethodConfig(self.method, self.value, {**self.params, **params})
 
     def key(self) -> dict:
-        """The fields that change this method's generations (for caching)."""
+        """The fields that change this method's generations (for caching): a gated
+        method's key names the generations it shares (``steer_id``)."""
+        return {**self.describe(), "method": self.spec.cache_name}
+
+    def describe(self) -> dict:
+        """The method's name and the parameters that change its outputs (for tables)."""
         m = self.spec
         if m.build is None and m.rewrite is None:
-            return {"method": m.cache_name}
-        return {"method": m.cache_name, "value": self.value,
+            return {"method": self.method}
+        return {"method": self.method, "value": self.value,
                 **{k: _norm(self.params.get(k)) for k in m.key_fields}}
 
     def __eq__(self, other):
@@ -249,7 +254,7 @@ assert set(ICA_GRID) <= set(ICA_STYLES)
 _CONVA = dict(settings_key="conva", defaults={"logit": 4.595, "layers": None, "positions": "all"},
               key_fields=("logit", "layers", "positions"), build=_build_conva, grid=_conva_grid)
 
-register(Method("none", "unsteered", "reference"))
+register(Method("none", "unsteered", "reference", opposing=True))
 register(Method("ica", "ICA (prompting)", "baseline", settings_key="ica",
                 defaults={"ica_style": "definition"}, key_fields=("ica_style",),
                 rewrite=_rewrite_ica, grid=_ica_grid, opposing=True))

@@ -101,5 +101,9 @@ def test_builtin_cache_keys_and_roles():
                       for m in ("conva", "conva-nogate"))
     assert gated == ungated          # a gated method shares its ungated twin's generations
     assert gated["logit"] == 10.0
+    # ...but the table names the method itself
+    assert MethodConfig("conva", "power", layers=[6]).describe()["method"] == "conva"
+    # opposing prompts are scored for the reference too, so a table can compare with it
+    assert {m for m in METHODS if METHODS[m].opposing} == {"none", "ica", "caa", "conva"}
     assert baselines() == [m for m in METHODS if METHODS[m].role == "baseline"]
     assert {"ica", "caa"} <= set(baselines())
