@@ -14,11 +14,12 @@ def test_embedded_encoder_is_real():
 
 @pytest.fixture(scope="module")
 def touche_fit(touche_dir):
+    """The package's Touché23 detector (5-fold CV inside), as the chapters and ``evaluate``
+    get it: fitted once per cache, so the suite does not repeat the fit."""
     from conva_nb.datasets import load_touche
+    from conva_nb.gates import embed_cached, touche_detector
     data = load_touche(touche_dir)
-    x = embed(data["texts"], batch_size=128)
-    det = ValueDetector().fit(None, data["labels"], embeddings=x, cv=5)
-    return det, data, x
+    return touche_detector(touche_dir), data, embed_cached(data["texts"])
 
 
 def test_detector_cross_validated_auc_on_touche(touche_fit):

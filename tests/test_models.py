@@ -121,12 +121,20 @@ def test_bpe_merges_rebuilt_from_unigram_scores(embedded):
 
 @pytest.mark.embedded
 @pytest.mark.slow
-def test_half_written_cache_is_rebuilt(embedded, tmp_cache):
-    """A copy without its completion marker (a crash mid-save) is never loaded."""
+def test_half_written_cache_is_rebuilt(embedded, gguf_embedded, tmp_cache, monkeypatch):
+    """A copy without its completion marker (a crash mid-save) is never loaded.
+
+    The rebuild starts from the model the session already read from the GGUF file (a
+    copy of it: the conversion edits its config), instead of a second ~90 s read."""
+    import copy
     import os
 
+    import conva_nb.models as models
     from conva_nb.cache import cache_dir
     from conva_nb.models import _EMBEDDED_DIR, embedded_gguf_path
+    reads = []
+    monkeypatch.setattr(models, "load_embedded_from_gguf",
+                        lambda: reads.append(1) or copy.deepcopy(gguf_embedded))
     src_cache = embedded[0].name_or_path
     (tmp_cache / "gguf").mkdir(parents=True)
     real_gguf = os.path.join(os.path.dirname(src_cache), "gguf")
@@ -137,7 +145,7 @@ def test_half_written_cache_is_rebuilt(embedded, tmp_cache):
     (broken / "config.json").write_text(json.dumps({"model_type": "gemma3_text"}))
     (broken / "model.safetensors").write_bytes(b"truncated")
     model, tok = load_model("embedded")
-    assert (broken / "CONVA_COMPLETE.json").exists()
+    assert (broken / "CONVA_COMPLETE.json").exists() and reads == [1]
     ids = tok("Hello there", return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.equal(model(ids).logits, embedded[0](ids).logits)
