@@ -76,6 +76,28 @@ def test_chapter_page_structure(built_book, chapter):
     assert not warned, f"{chapter}: Python warnings in cell output: {warned[:2]}"
 
 
+EXERCISE = re.compile(r"^(`{3,}|:{3,})\{exercise\}(.*)$", re.M)
+LABEL = re.compile(r"difficulty [1-3]/3 · importance [1-3]/3 · \d+ min")
+MAX_CODE_COLUMNS = 88          # wider lines run behind the page's right edge
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_exercise_labels_and_code_width(chapter):
+    """Every exercise states difficulty, importance and minutes (ARENA's labels); no code
+    line of the notebook is wider than the page shows."""
+    import nbformat
+    nb = nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    titles = [m.group(2).strip() for m in EXERCISE.finditer(md)]
+    assert len(titles) >= 2, f"{chapter}: {len(titles)} exercises"
+    unlabelled = [t for t in titles if not LABEL.fullmatch(t)]
+    assert not unlabelled, f"{chapter}: exercises without 'difficulty d/3 · importance " \
+                           f"i/3 · N min': {unlabelled}"
+    wide = [(i, len(line)) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            for line in c.source.splitlines() if len(line) > MAX_CODE_COLUMNS]
+    assert not wide, f"{chapter}: code lines over {MAX_CODE_COLUMNS} columns (cell, width): {wide}"
+
+
 def _chrome(user_data_dir: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
