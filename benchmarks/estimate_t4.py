@@ -63,20 +63,12 @@ def last_json(path: Path) -> dict:
 def tiny_chapters() -> dict:
     """Quick-mode seconds per chapter on a tiny random-init Llama, empty cache."""
     import nbformat
-    import torch
     from nbclient import NotebookClient
-    from transformers import AutoModelForCausalLM, LlamaConfig
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from tiny import tiny_tokenizer
+    from tiny import save_reader_model
     work = Path(tempfile.mkdtemp(prefix="conva-tiny-"))
-    tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=8,
-                      num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok),
-                      pad_token_id=0, eos_token_id=1, bos_token_id=2)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(work / "model")
-    tok.save_pretrained(work / "model")
+    save_reader_model(work / "model")
     saved = dict(os.environ)                 # the kernels inherit this environment
     os.environ.update(CONVA_MODEL=str(work / "model"), CONVA_QUICK="1",
                       CONVA_NB_CACHE=str(work / "cache"), HF_HUB_OFFLINE="1",

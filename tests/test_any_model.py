@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-import torch
 from nbclient import NotebookClient
-from transformers import AutoModelForCausalLM, LlamaConfig
 
 from conva_nb.cache import cache_dir
 
 from book_helpers import ROOT, build_env, chapter_files
-from tiny import tiny_tokenizer
+from tiny import save_reader_model
 
 CHAPTERS = chapter_files()
 MODEL_FREE = ("embeddings", "judges", "detectors")   # cache parts no model enters
@@ -34,13 +32,7 @@ def shipped() -> set:
 def reader(tmp_path_factory):
     """A local model directory and the environment a reader's kernel would have."""
     root = tmp_path_factory.mktemp("any_model")
-    tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=8,
-                      num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok),
-                      pad_token_id=0, eos_token_id=1, bos_token_id=2)
-    AutoModelForCausalLM.from_config(cfg).save_pretrained(root / "model")
-    tok.save_pretrained(root / "model")
+    save_reader_model(root / "model")
     shared = cache_dir()                      # the suite's cache (built here if absent)
     for kind in MODEL_FREE:
         (shared / kind).mkdir(parents=True, exist_ok=True)

@@ -66,3 +66,16 @@ def tiny_model(arch: str, seed: int = 0):
     model.eval()
     model.conva_identity = f"tiny-{arch}-{seed}"
     return model, tok
+
+
+def save_reader_model(path, seed: int = 0):
+    """An 8-layer random-init Llama and its tokenizer saved to ``path``, as a reader's own
+    model folder would be (nothing the package ships knows it); returns ``path``."""
+    tok = tiny_tokenizer()
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=8,
+                      num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tok),
+                      pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
