@@ -112,9 +112,16 @@ class EditOperator:
     """
     token_local = True
 
+    _np: dict = {}                 # per-layer arrays on the host, by layer
+
     @property
     def layers(self) -> list[int]:
-        raise NotImplementedError
+        return list(self._np)
+
+    def _keep(self, per_layer: dict) -> None:
+        """Hold ``{layer: arrays}`` on the host, sorted by layer, and place it on the CPU."""
+        self._np = {int(l): p for l, p in sorted(per_layer.items())}
+        self.place({l: torch.device("cpu") for l in self._np})
 
     def place(self, devices: dict[int, torch.device]) -> None:
         """Move per-layer tensors to each layer's device (before the hooks, and again if a
@@ -148,12 +155,7 @@ class _ClosedForm(EditOperator):
     def __init__(self, probes: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]):
         if not probes:
             raise UsageError("a closed-form edit needs at least one steered layer")
-        self._np = {int(l): p for l, p in sorted(probes.items())}
-        self.place({l: torch.device("cpu") for l in self._np})
-
-    @property
-    def layers(self) -> list[int]:
-        return list(self._np)
+        self._keep(probes)
 
     def _place(self, layer, device) -> None:
         if not hasattr(self, "W"):
@@ -223,12 +225,7 @@ class ConstantShift(EditOperator):
     def __init__(self, vectors: dict[int, np.ndarray]):
         if not vectors:
             raise UsageError("a constant shift needs at least one layer")
-        self._np = {int(l): np.asarray(v, np.float32) for l, v in sorted(vectors.items())}
-        self.place({l: torch.device("cpu") for l in self._np})
-
-    @property
-    def layers(self) -> list[int]:
-        return list(self._np)
+        self._keep({l: np.asarray(v, np.float32) for l, v in vectors.items()})
 
     def _place(self, layer, device) -> None:
         if not hasattr(self, "vec"):
