@@ -13,7 +13,10 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["cache_dir", "fingerprint", "RunStore", "write_text_atomic", "write_json_atomic"]
+from .errors import UsageError
+
+__all__ = ["cache_dir", "fingerprint", "RunStore", "write_text_atomic", "write_json_atomic",
+           "read_saved_json"]
 
 FINGERPRINT_LEN = 24
 
@@ -59,6 +62,15 @@ def write_json_atomic(path, obj, indent: int = 1) -> Path:
     """:func:`write_text_atomic` of ``obj`` as JSON (non-JSON numbers written as floats)."""
     return write_text_atomic(path, json.dumps(obj, indent=indent, default=float,
                                               ensure_ascii=False) + "\n")
+
+
+def read_saved_json(path, name: str, what: str) -> dict:
+    """The JSON file ``name`` that ``what`` saves beside its arrays; a usage
+    error naming the folder and the saver when it is not there."""
+    f = Path(path) / name
+    if not f.is_file():
+        raise UsageError(f"{Path(path)}: no {name} (save {what} there first)")
+    return json.loads(f.read_text())
 
 
 class RunStore:

@@ -7,7 +7,6 @@ generation. :func:`make_gate` builds every kind by name (:data:`GATE_KINDS`).
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from .activations import extract
-from .cache import cache_dir, fingerprint, write_json_atomic
+from .cache import cache_dir, fingerprint, read_saved_json, write_json_atomic
 from .datasets import DataError, load_touche
 from .errors import UsageError
 from .values import VALUE_NAMES, canonical
@@ -113,9 +112,7 @@ class ValueDetector:
     @classmethod
     def load(cls, path) -> "ValueDetector":
         path = Path(path)
-        if not (path / "detector.json").is_file():
-            raise UsageError(f"{path}: no detector.json (save a ValueDetector there first)")
-        meta = json.loads((path / "detector.json").read_text())
+        meta = read_saved_json(path, "detector.json", "a ValueDetector")
         if meta["values"] != list(VALUE_NAMES):
             raise UsageError(f"{path}: detector for values {meta['values']}, expected "
                              f"{list(VALUE_NAMES)}")

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .cache import RunStore, cache_dir, fingerprint, write_json_atomic
+from .cache import RunStore, cache_dir, fingerprint, read_saved_json, write_json_atomic
 from .datasets import load_pairs, load_touche
 from .errors import ServiceError, UsageError
 from .gates import ValueDetector, embed, embed_cached
@@ -100,10 +100,7 @@ class EmbeddedJudge:
 
     @classmethod
     def load(cls, path) -> "EmbeddedJudge":
-        path = Path(path)
-        if not (path / "judge.json").is_file():
-            raise UsageError(f"{path}: no judge.json (save an EmbeddedJudge there first)")
-        meta = json.loads((path / "judge.json").read_text())
+        meta = read_saved_json(path, "judge.json", "an EmbeddedJudge")
         j = cls(C=meta["C"])
         j.report_, j.thresholds_ = meta["report"], meta["thresholds"]
         j.detector_ = ValueDetector.load(path)
