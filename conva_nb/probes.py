@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
+from threadpoolctl import threadpool_limits
 
 from .activations import extract
 from .cache import cache_dir, fingerprint
@@ -137,7 +138,6 @@ def fit_layer(x: np.ndarray, y: np.ndarray, groups: np.ndarray, Cs=DEFAULT_CS, C
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, GroupKFold
-    from threadpoolctl import threadpool_limits
     scale = float(np.linalg.norm(x, axis=1).mean()) / np.sqrt(x.shape[1])
     xs = x / scale
     base = LogisticRegression(max_iter=5000, random_state=seed)
