@@ -88,10 +88,10 @@ def mds_2d(cos: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def circle_layer(banks, exclude_last: int = 5) -> int:
     """The layer ``conva-nb circle`` uses by default: among the middle layers
-    (:func:`~conva_nb.probes.middle_layers`), the one where the banks' mean held-out
+    (:func:`~conva_nb.probes.middle_layers`), the one where the banks' mean selection-twin
     accuracy is highest."""
     mids = middle_layers(banks[0], exclude_last)
-    return max(mids, key=lambda l: float(np.mean([b.test_acc[b.layers.index(l)] for b in banks])))
+    return max(mids, key=lambda l: float(np.mean([b.acc(l) for b in banks])))
 
 
 def value_vectors(banks, layer: int | None = None) -> tuple[int, np.ndarray]:

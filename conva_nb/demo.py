@@ -25,7 +25,7 @@ def main() -> int:
     print(f"\n{VALUE} probes, held-out accuracy per layer:")
     print("  " + " ".join(f"{l}:{a:.2f}" for l, a in zip(bank.layers, bank.test_acc)))
     layers = bank.select_layers()
-    best = max(middle_layers(bank), key=lambda l: bank.test_acc[bank.layers.index(l)])
+    best = bank.best_layer(middle_layers(bank))
     neg = negation_control_accuracy(model, tok, bank, best)
     print(f"selected layers {layers}; negation control at layer {best}: "
           f"accuracy {neg['acc']:.2f} (0.5 = ignores negation)")

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from .activations import extract
 from .cache import cache_dir, fingerprint
-from .datasets import load_naive_pairs, load_negation_control, load_pairs
+from .datasets import SPLITS, load_naive_pairs, load_negation_control, load_pairs
 from .errors import UsageError
 from .models import EMBEDDED_IDENTITY, decoder_layers, model_identity
 from .values import canonical
@@ -40,7 +40,10 @@ class ProbeBank:
     """Probes of one value at every layer of one model.
 
     Attributes (all per layer, in ``layers`` order): ``W`` ``[L, H]`` float32,
-    ``b`` ``[L]``, ``train_acc``, ``test_acc``, ``C``. ``v`` is ``W`` row-normalised.
+    ``b`` ``[L]``, ``train_acc``, ``select_acc``, ``test_acc``, ``C``. ``v`` is ``W``
+    row-normalised. Three disjoint sets of twins: ``train`` fits the probes,
+    ``select`` makes every choice (C, layers, bands), ``heldout`` gives ``test_acc`` and is
+    used for nothing else.
     """
     value: str
     model_id: str
@@ -55,6 +58,11 @@ class ProbeBank:
     test_acc: np.ndarray
     C: np.ndarray
     meta: dict = field(default_factory=dict)
+    select_acc: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.select_acc is None:   # a bank built by hand (no twins): one accuracy for both
+            self.select_acc = np.asarray(self.test_acc).copy()
 
     @property
     def v(self) -> np.ndarray:
@@ -70,16 +78,24 @@ class ProbeBank:
         i = self.layers.index(layer)
         return self.W[i], float(self.b[i])
 
-    def select_layers(self, min_acc: float = 0.9, exclude_last: int = 5) -> list[int]:
-        """Layers with ``test_acc > min_acc``, not among the last ``exclude_last``.
+    def acc(self, layer: int, split: str = "select") -> float:
+        """Accuracy of one layer's probe on the ``select`` (choices) or ``test`` twins."""
+        arr = {"select": self.select_acc, "test": self.test_acc, "train": self.train_acc}[split]
+        return float(arr[self.layers.index(layer)])
 
-        Fallback when none passes: the single most accurate allowed layer (so a
-        weak value is still steerable, at its best layer; check ``test_acc``).
+    def best_layer(self, layers=None) -> int:
+        """The layer (of ``layers``, default all) whose probe is best on the selection twins."""
+        return max(list(layers or self.layers), key=self.acc)
+
+    def select_layers(self, min_acc: float = 0.9, exclude_last: int = 5) -> list[int]:
+        """Layers with selection accuracy ``> min_acc``, not among the last ``exclude_last``.
+
+        Fallback when none passes: the single best allowed layer (so a weak value is still
+        steerable, at its best layer; check ``test_acc``).
         """
         allowed = [l for l in self.layers if l < self.n_layers - exclude_last] or list(self.layers)
-        acc = {l: float(self.test_acc[self.layers.index(l)]) for l in allowed}
-        chosen = [l for l in allowed if acc[l] > min_acc]
-        return chosen or [max(allowed, key=acc.get)]
+        chosen = [l for l in allowed if self.acc(l) > min_acc]
+        return chosen or [self.best_layer(allowed)]
 
     def predict_proba(self, acts: np.ndarray, layer: int) -> np.ndarray:
         """P(value) for activations ``[n, H]`` at ``layer``."""
@@ -99,8 +115,9 @@ class ProbeBank:
     def to_dict(self) -> dict:
         keys = ("value", "model_id", "hidden_size", "n_layers", "pooling", "data", "layers")
         d = {k: getattr(self, k) for k in keys}
-        d.update(train_acc=self.train_acc.tolist(), test_acc=self.test_acc.tolist(),
-                 C=self.C.tolist(), w_norm=self.w_norm.tolist(), meta=self.meta)
+        d.update(train_acc=self.train_acc.tolist(), select_acc=self.select_acc.tolist(),
+                 test_acc=self.test_acc.tolist(), C=self.C.tolist(),
+                 w_norm=self.w_norm.tolist(), meta=self.meta)
         return d
 
     def save(self, path) -> Path:
@@ -119,42 +136,55 @@ class ProbeBank:
             raise UsageError(f"{path}: not a probe bank (needs bank.json and "
                                     "vectors.safetensors)")
         d = json.loads((path / "bank.json").read_text())
+        if "select_acc" not in d:
+            raise UsageError(f"{path}: a probe bank saved by an older conva_nb (its layers were "
+                             "chosen on the held-out twins); retrain it with conva-nb probe")
         t = load_file(str(path / "vectors.safetensors"))
         bank = cls(value=d["value"], model_id=d["model_id"], hidden_size=d["hidden_size"],
                    n_layers=d["n_layers"], pooling=d["pooling"], data=d["data"],
                    layers=d["layers"], W=t["W"], b=t["b"], train_acc=np.array(d["train_acc"]),
-                   test_acc=np.array(d["test_acc"]), C=np.array(d["C"]), meta=d.get("meta", {}))
+                   test_acc=np.array(d["test_acc"]), C=np.array(d["C"]),
+                   select_acc=np.array(d["select_acc"]), meta=d.get("meta", {}))
         if model is not None:
             bank.check_compatible(model)
         return bank
 
 
-def fit_layer(x: np.ndarray, y: np.ndarray, groups: np.ndarray, Cs=DEFAULT_CS, C=None,
-              seed: int = 0):
-    """Fit one probe; ``C`` fixed or chosen by grouped 5-fold CV over ``Cs``.
+def fit_layer(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None, Cs=DEFAULT_CS,
+              C=None, seed: int = 0, x_sel: np.ndarray | None = None,
+              y_sel: np.ndarray | None = None):
+    """Fit one probe with ``C`` fixed, or chosen over ``Cs``: on the selection twins
+    ``x_sel [m, H]``, ``y_sel [m]`` when given (what :func:`train_probes` does; ties go to
+    the smaller C), else by grouped 5-fold CV over ``groups [n]`` (twins share a group).
 
-    x ``[n, H]``, y ``[n]`` 0/1, groups ``[n]`` (twins share a group).
-    Returns raw-space ``(w [H], b, C, cv_scores)``.
+    x ``[n, H]``, y ``[n]`` 0/1. Returns raw-space ``(w [H], b, C, {C: score})``.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, GroupKFold
+    if C is None and x_sel is None and groups is None:
+        raise UsageError("fit_layer needs a fixed C, selection twins or pair groups")
     scale = float(np.linalg.norm(x, axis=1).mean()) / np.sqrt(x.shape[1])
     xs = x / scale
-    base = LogisticRegression(max_iter=5000, random_state=seed)
-    cv_scores = {}
+    base = dict(max_iter=5000, random_state=seed)
+    scores: dict = {}
     # One BLAS thread: LBFGS on a few hundred rows spends most of a multi-threaded
     # OpenBLAS call waking threads (8x slower per iteration at width 1536 on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"):
-        if C is None:
-            search = GridSearchCV(base, {"C": list(Cs)}, cv=GroupKFold(5), n_jobs=1)
-            search.fit(xs, y, groups=groups)
-            C = float(search.best_params_["C"])
-            cv_scores = dict(zip(map(float, Cs), search.cv_results_["mean_test_score"].tolist()))
-            clf = search.best_estimator_
+        if C is not None:
+            clf = LogisticRegression(C=float(C), **base).fit(xs, y)
+        elif x_sel is not None:
+            fits = {float(c): LogisticRegression(C=float(c), **base).fit(xs, y) for c in Cs}
+            scores = {c: float(f.score(x_sel / scale, y_sel)) for c, f in fits.items()}
+            C = max(fits, key=lambda c: (scores[c], -c))
+            clf = fits[C]
         else:
-            clf = base.set_params(C=C).fit(xs, y)
+            search = GridSearchCV(LogisticRegression(**base), {"C": list(Cs)},
+                                  cv=GroupKFold(5), n_jobs=1).fit(xs, y, groups=groups)
+            C = float(search.best_params_["C"])
+            scores = dict(zip(map(float, Cs), search.cv_results_["mean_test_score"].tolist()))
+            clf = search.best_estimator_
     w = (clf.coef_[0] / scale).astype(np.float32)
-    return w, float(clf.intercept_[0]), float(C), cv_scores
+    return w, float(clf.intercept_[0]), float(C), scores
 
 
 def pair_arrays(model, tokenizer, pairs: list[dict], pooling: str = "last", layers=None,
@@ -167,45 +197,55 @@ def pair_arrays(model, tokenizer, pairs: list[dict], pooling: str = "last", laye
 
 
 def _split_naive(pairs, seed=0):
-    rng = np.random.default_rng(seed)
-    idx = rng.permutation(len(pairs))
-    cut = int(0.8 * len(pairs))
-    return [pairs[i] for i in idx[:cut]], [pairs[i] for i in idx[cut:]]
+    """Naive pairs in 60 / 20 / 20 train / select / test parts (random: they have no
+    scenarios worth grouping, each pair is its own)."""
+    idx = np.random.default_rng(seed).permutation(len(pairs))
+    a, b = int(0.6 * len(pairs)), int(0.8 * len(pairs))
+    return tuple([pairs[i] for i in idx[lo:hi]] for lo, hi in ((0, a), (a, b), (b, None)))
 
 
 def train_probes(model, tokenizer, value: str, data: str = "controlled", pooling: str = "last",
                  layers=None, Cs=DEFAULT_CS, C: float | None = None, pairs=None,
-                 test_pairs=None, progress: bool = True) -> ProbeBank:
+                 select_pairs=None, test_pairs=None, progress: bool = True) -> ProbeBank:
     """Fit a probe at every (or the given) decoder layer for ``value``.
 
-    data: ``"controlled"`` (train split; tested on the held-out twins) or ``"naive"``
-    (80/20 split). ``pairs``/``test_pairs`` override the shipped data.
+    data: ``"controlled"`` (its ``train``, ``select`` and ``heldout`` splits) or
+    ``"naive"`` (a 60/20/20 split). ``C`` is chosen per layer on the selection twins,
+    which also give ``select_acc`` (what layer choices read); ``test_acc`` comes from the
+    held-out twins alone. ``pairs``/``select_pairs``/``test_pairs`` override the data.
     """
     value = canonical(value)
     if data not in ("controlled", "naive"):
         raise UsageError(f"unknown data {data!r}; valid: controlled, naive")
     if pairs is None:
         if data == "controlled":
-            pairs, test_pairs = load_pairs(value, "train"), load_pairs(value, "heldout")
+            pairs, select_pairs, test_pairs = (load_pairs(value, s) for s in SPLITS)
         else:
-            pairs, test_pairs = _split_naive(load_naive_pairs(value))
+            pairs, select_pairs, test_pairs = _split_naive(load_naive_pairs(value))
+    if not select_pairs or not test_pairs:
+        raise UsageError("train_probes needs training, selection and test twins "
+                         f"(got {len(pairs)}, {len(select_pairs or [])}, {len(test_pairs or [])})")
     n_layers = len(decoder_layers(model))
     layers = list(range(n_layers)) if layers is None else list(layers)
     t0 = time.time()
-    xtr, ytr, gtr = pair_arrays(model, tokenizer, pairs, pooling, layers, progress)
-    xte, yte, _ = pair_arrays(model, tokenizer, test_pairs, pooling, layers, progress)
-    W, b, tr, te, Cl, cv = [], [], [], [], [], []
+    arr = [pair_arrays(model, tokenizer, p, pooling, layers, progress)
+           for p in (pairs, select_pairs, test_pairs)]
+    (xtr, ytr, _), (xse, yse, _), (xte, yte, _) = arr
+    acc = lambda x, y, w, b: float((((x @ w + b) > 0).astype(int) == y).mean())
+    W, b, tr, se, te, Cl, cv = [], [], [], [], [], [], []
     for i in range(len(layers)):
-        w, bi, c, scores = fit_layer(xtr[:, i], ytr, gtr, Cs=Cs, C=C)
+        w, bi, c, scores = fit_layer(xtr[:, i], ytr, Cs=Cs, C=C, x_sel=xse[:, i], y_sel=yse)
         W.append(w); b.append(bi); Cl.append(c); cv.append(scores)
-        tr.append(float((((xtr[:, i] @ w + bi) > 0).astype(int) == ytr).mean()))
-        te.append(float((((xte[:, i] @ w + bi) > 0).astype(int) == yte).mean()))
+        tr.append(acc(xtr[:, i], ytr, w, bi))
+        se.append(acc(xse[:, i], yse, w, bi))
+        te.append(acc(xte[:, i], yte, w, bi))
     return ProbeBank(value=value, model_id=model_identity(model), hidden_size=xtr.shape[-1],
                      n_layers=n_layers, pooling=pooling, data=data, layers=layers,
                      W=np.stack(W), b=np.array(b, np.float32), train_acc=np.array(tr),
-                     test_acc=np.array(te), C=np.array(Cl),
-                     meta={"n_train_pairs": len(pairs), "n_test_pairs": len(test_pairs),
-                           "cv_scores": cv, "seconds": round(time.time() - t0, 1)})
+                     test_acc=np.array(te), C=np.array(Cl), select_acc=np.array(se),
+                     meta={"n_train_pairs": len(pairs), "n_select_pairs": len(select_pairs),
+                           "n_test_pairs": len(test_pairs), "select_scores": cv,
+                           "seconds": round(time.time() - t0, 1)})
 
 
 def negation_control_accuracy(model, tokenizer, bank: ProbeBank, layer: int) -> dict:
@@ -239,10 +279,15 @@ def transfer_accuracy(model, tokenizer, bank: ProbeBank, pairs=None) -> dict:
             for i, l in enumerate(bank.layers)}
 
 
+BANK_SCHEME = "train-select-heldout"   # how banks split their twins; part of every bank name
+
+
 def data_fingerprint(value: str, data: str = "controlled") -> str:
-    """Short hash of the shipped pairs a bank is trained on (cached banks follow data edits)."""
+    """Short hash of the pairs a bank is trained on and of how it splits them (cached and
+    shipped banks follow data edits and a change of :data:`BANK_SCHEME`)."""
     rows = load_pairs(value) if data == "controlled" else load_naive_pairs(value)
-    return fingerprint([[r.get("split", ""), r["positive"], r["negative"]] for r in rows])
+    return fingerprint([BANK_SCHEME] + [[r.get("split", ""), r["positive"], r["negative"]]
+                                        for r in rows])
 
 
 def bank_path(model, value: str, data: str = "controlled", pooling: str = "last") -> Path:

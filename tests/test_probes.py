@@ -40,8 +40,8 @@ def test_bank_roundtrip_and_compatibility(tmp_path):
     pairs = [{"positive": f"the friend helped my family {w}", "negative": f"the boss won money {w}"}
              for w in ("today", "at home", "at work", "in the city", "always", "on time",
                        "with people", "at school", "for you", "and we")]
-    bank = train_probes(model, tok, "benevolence", pairs=pairs[:8], test_pairs=pairs[8:],
-                        progress=False, Cs=(0.1, 1.0))
+    bank = train_probes(model, tok, "benevolence", pairs=pairs[:6], select_pairs=pairs[6:8],
+                        test_pairs=pairs[8:], progress=False, Cs=(0.1, 1.0))
     assert bank.W.shape == (4, 32) and bank.W.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(bank.v, axis=1), 1.0, rtol=1e-5)
     path = bank.save(tmp_path / "bank")
@@ -63,7 +63,8 @@ def test_selection_rule_and_fallback():
                      np.ones((n, 4), np.float32), np.zeros(n, np.float32), np.ones(n),
                      np.array([.5, .6, .95, .7, .92, .8, .99, .99, .99, .99]), np.ones(n))
     assert bank.select_layers(0.9, exclude_last=5) == [2, 4]
-    low = ProbeBank(**{**bank.__dict__, "test_acc": np.array([.5, .6, .7, .8, .75] + [.99] * 5)})
+    low = ProbeBank(**{**bank.__dict__,
+                       "select_acc": np.array([.5, .6, .7, .8, .75] + [.99] * 5)})
     assert low.select_layers(0.9, exclude_last=5) == [3]   # fallback: best allowed layer
 
 
