@@ -20,9 +20,9 @@ from typing import Protocol
 import numpy as np
 
 from .cache import RunStore, cache_dir, fingerprint, read_saved_json, write_json_atomic
-from .datasets import load_pairs, load_touche
+from .datasets import load_touche
 from .errors import ServiceError, UsageError
-from .gates import ValueDetector, embed, embed_cached
+from .gates import ValueDetector, embed_cached
 from .values import VALUE_NAMES, canonical, get_value
 
 __all__ = ["Judge", "EmbeddedJudge", "LLMJudge", "JUDGES", "make_judge", "RUBRIC"]
@@ -36,81 +36,132 @@ class Judge(Protocol):
     def report(self) -> dict: ...
 
 
-class EmbeddedJudge:
-    """Ten logistic regressions over all-MiniLM-L6-v2 embeddings (scikit-learn style).
+JUDGE_READS = ("answer", "question+answer")
 
-    Trained on Touché23 (folded to the ten values) plus the held-out controlled twins
-    (positives show their value, negatives don't). Fitted attributes: ``report_``
-    (held-out ROC-AUC and accuracy per value on a 20 % split), ``thresholds_`` (per value,
-    the score that best separates that split: Youden's J), ``detector_``.
+
+def judge_text(reads: str, question: str, answer: str) -> str:
+    """What the embedded judge embeds: the answer alone, or question and answer."""
+    return answer if reads == "answer" else f"Question: {question}\nAnswer: {answer}"
+
+
+class EmbeddedJudge:
+    """Ten logistic regressions over all-MiniLM-L6-v2 embeddings (scikit-learn style),
+    trained on human labels only: Touché23 arguments folded to the ten values, never the
+    project's twins (CAA's vectors come from those) nor the steered model's answers.
+
+    Touché23 is split by *conclusion* (every argument about one conclusion lands on one
+    side) into fit 70 %, selection 15 % and validation 15 %. Two readers are fit — the
+    premise alone (``"answer"``) and conclusion with premise (``"question+answer"``, the
+    way the judge then reads a question and its answer); per value the selection split
+    picks the reader (higher AUC) and the threshold (Youden's J), and the validation split,
+    used for nothing else, gives the reported AUC, balanced accuracy and calibration curve.
+    Fitted attributes: ``reads_`` and ``thresholds_`` per value, ``report_``,
+    ``detectors_`` (one :class:`~conva_nb.gates.ValueDetector` per reader).
     """
     kind = "embedded MiniLM value judge"
+    version = "touche23-conclusion-grouped-v2"
 
     def __init__(self, C: float = 1.0):
         self.C = C
 
+    @staticmethod
+    def split(conclusions, seed: int = 0) -> np.ndarray:
+        """``[n]`` of ``"fit"``/``"select"``/``"validate"``, grouped by conclusion."""
+        groups = sorted(set(conclusions))
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(groups))
+        cut1, cut2 = int(0.70 * len(groups)), int(0.85 * len(groups))
+        side = {groups[i]: ("fit" if k < cut1 else "select" if k < cut2 else "validate")
+                for k, i in enumerate(order)}
+        return np.array([side[c] for c in conclusions])
+
     def fit(self, touche_path=None, seed: int = 0):
+        from sklearn.calibration import calibration_curve
         from sklearn.metrics import roc_auc_score, roc_curve
-        from sklearn.model_selection import train_test_split
         t = load_touche(touche_path)
-        texts, labels = [], [list(r) for r in t["labels"]]
-        for p in load_pairs(split="heldout"):
-            j = VALUE_NAMES.index(p["value"])
-            texts += [p["positive"], p["negative"]]
-            labels += [[int(i == j) for i in range(10)], [0] * 10]
-        x = np.concatenate([embed_cached(list(t["texts"])), embed(texts, batch_size=128)])
-        y = np.array(labels)
-        xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=seed)
-        held = ValueDetector(C=self.C).fit(None, ytr, embeddings=xtr)
-        p = held.predict_proba(embeddings=xte)
-        self.report_, self.thresholds_ = {}, {}
+        y = np.asarray(t["labels"])
+        part = self.split(t["conclusions"], seed)
+        x = {r: embed_cached([judge_text(r, q, a) for q, a in zip(t["conclusions"],
+                                                                 t["premises"])])
+             for r in JUDGE_READS}
+        fit, sel, val = (part == "fit"), (part == "select"), (part == "validate")
+        self.detectors_ = {r: ValueDetector(C=self.C).fit(None, y[fit], embeddings=x[r][fit])
+                           for r in JUDGE_READS}
+        p = {r: {s: self.detectors_[r].predict_proba(embeddings=x[r][m])
+                 for s, m in (("select", sel), ("validate", val))} for r in JUDGE_READS}
+        self.reads_, self.thresholds_, self.report_ = {}, {}, {}
         for j, v in enumerate(VALUE_NAMES):
-            fpr, tpr, thr = roc_curve(yte[:, j], p[:, j])
-            k = int(np.argmax(tpr - fpr))
-            self.thresholds_[v] = float(min(thr[k], 1.0))
-            acc = float(((p[:, j] >= self.thresholds_[v]) == yte[:, j]).mean())
-            self.report_[v] = {"auc": round(float(roc_auc_score(yte[:, j], p[:, j])), 4),
-                               "balanced_acc": round(float((tpr[k] + 1 - fpr[k]) / 2), 4),
-                               "acc": round(acc, 4)}
-        self.detector_ = ValueDetector(C=self.C).fit(None, y, embeddings=x)
+            auc_sel = {r: float(roc_auc_score(y[sel, j], p[r]["select"][:, j]))
+                       for r in JUDGE_READS}
+            r = max(JUDGE_READS, key=auc_sel.get)
+            fpr, tpr, thr = roc_curve(y[sel, j], p[r]["select"][:, j])
+            th = float(min(thr[int(np.argmax(tpr - fpr))], 1.0))
+            pv, yv = p[r]["validate"][:, j], y[val, j]
+            hit = pv >= th
+            frac, mean = calibration_curve(yv, pv, n_bins=5, strategy="quantile")
+            self.reads_[v], self.thresholds_[v] = r, th
+            self.report_[v] = {
+                "reads": r, "selection_auc": {k: round(a, 4) for k, a in auc_sel.items()},
+                "auc": round(float(roc_auc_score(yv, pv)), 4),
+                "balanced_acc": round(float((hit[yv == 1].mean() + (~hit[yv == 0]).mean()) / 2),
+                                      4),
+                "n_validate": int(val.sum()), "positives_validate": int(yv.sum()),
+                "calibration": {"mean_predicted": [round(float(a), 4) for a in mean],
+                                "fraction_positive": [round(float(a), 4) for a in frac]}}
+        self.split_sizes_ = {s: int((part == s).sum()) for s in ("fit", "select", "validate")}
         return self
 
     def scores(self, value: str, prompts, answers) -> np.ndarray:
-        """P(answer shows ``value``) for each answer; empty answers score 0."""
-        j = VALUE_NAMES.index(canonical(value))
-        answers = list(answers)
+        """P(answer shows ``value``) for each answer (read with its question where the
+        validation chose that); empty answers score 0."""
+        value = canonical(value)
+        j, reads = VALUE_NAMES.index(value), self.reads_[value]
+        answers, prompts = list(answers), list(prompts)
         out = np.zeros(len(answers))
         keep = [i for i, t in enumerate(answers) if t.strip()]
         if keep:
-            out[keep] = self.detector_.predict_proba([answers[i] for i in keep])[:, j]
+            texts = [judge_text(reads, prompts[i], answers[i]) for i in keep]
+            out[keep] = self.detectors_[reads].predict_proba(texts)[:, j]
         return out
 
     def success(self, value: str, scores) -> np.ndarray:
         return np.asarray(scores) >= self.thresholds_[canonical(value)]
 
     def report(self) -> dict:
-        return {"kind": self.kind, "report": self.report_}
+        return {"kind": self.kind, "version": self.version,
+                "trained_on": "Touché23-ValueEval training split only (human labels)",
+                "validation": "15 % of Touché23 conclusions, used for nothing else",
+                "split_sizes": getattr(self, "split_sizes_", None), "report": self.report_}
 
     def save(self, path) -> Path:
         path = Path(path)
-        self.detector_.save(path)
-        write_json_atomic(path / "judge.json", {"C": self.C, "report": self.report_,
-                                                "thresholds": self.thresholds_})
+        for r, d in self.detectors_.items():
+            d.save(path / r.replace("+", "_"))
+        write_json_atomic(path / "judge.json", {"C": self.C, "version": self.version,
+                                                "report": self.report_, "reads": self.reads_,
+                                                "thresholds": self.thresholds_,
+                                                "split_sizes": self.split_sizes_})
         return path.resolve()
 
     @classmethod
     def load(cls, path) -> "EmbeddedJudge":
         meta = read_saved_json(path, "judge.json", "an EmbeddedJudge")
+        if meta.get("version") != cls.version:
+            raise UsageError(f"{path}: a judge saved by another version of conva_nb "
+                             f"({meta.get('version', 'unversioned')!r}, expected "
+                             f"{cls.version!r}); delete it or refit with "
+                             "EmbeddedJudge.cached(refit=True)")
         j = cls(C=meta["C"])
-        j.report_, j.thresholds_ = meta["report"], meta["thresholds"]
-        j.detector_ = ValueDetector.load(path)
+        j.report_, j.thresholds_, j.reads_ = meta["report"], meta["thresholds"], meta["reads"]
+        j.split_sizes_ = meta["split_sizes"]
+        j.detectors_ = {r: ValueDetector.load(Path(path) / r.replace("+", "_"))
+                        for r in JUDGE_READS}
         return j
 
     @classmethod
     def cached(cls, touche=None, refit: bool = False) -> "EmbeddedJudge":
-        """The judge fit once on Touché23 + held-out twins and kept in the cache."""
-        key = fingerprint([(p["positive"], p["negative"]) for p in load_pairs(split="heldout")])
-        path = cache_dir() / "judges" / f"minilm-touche23-{key}"
+        """The judge fit once on Touché23 and kept in the cache."""
+        path = cache_dir() / "judges" / f"minilm-{cls.version}"
         if not refit and (path / "judge.json").is_file():
             return cls.load(path)
         judge = cls().fit(touche)
@@ -120,7 +171,8 @@ class EmbeddedJudge:
 
 RUBRIC = (
     "Value: {value}\nDefinition: {definition}\nQuestion: {prompt}\nAnswer: {answer}\n\n"
-    "1. Does the answer reflect the value above (its motivational goal, not just its topic)?\n"
+    "1. Does the answer prioritise the value above as a goal (what the answer would have "
+    "someone pursue or protect), not merely mention its topic?\n"
     "2. Is the answer fluent, coherent English without loops or broken text?")
 SYSTEM = ("You evaluate answers written by a language model. Reply with a JSON object "
           "only: {\"reflects_value\": \"yes\" or \"no\", \"fluent\": \"yes\" or \"no\"}.")
@@ -144,6 +196,20 @@ class LLMJudge:
                                     max_retries=0)
         self.cache = RunStore(cache_path or cache_dir() / "llm_judge.jsonl")
         self.requests = 0
+
+    def check_reachable(self) -> "LLMJudge":
+        """ServiceError, naming the server and what to do, unless it answers ``/models``."""
+        import openai
+        try:
+            self.client.models.list()
+        except (openai.APIConnectionError, openai.APITimeoutError) as err:
+            raise ServiceError(
+                f"the LLM judge's server {self.base_url or 'the OpenAI API'} cannot be reached "
+                f"({type(err).__name__}); start an OpenAI-compatible server there, pass "
+                "--judge-base-url, or use --judge embedded") from None
+        except openai.APIError:
+            pass   # it answered; some servers do not list models
+        return self
 
     def _ask(self, user: str) -> dict:
         import openai
