@@ -72,8 +72,10 @@ if __name__ == "__main__":
         figures = {}
         for name in ([args.only] if args.only else ["calibrate", "evaluate"]):
             # outputs go to the temp dir, not into the package
-            cmd = [name, "--value", "all", "--out", str(Path(d) / "settings.json")] \
-                if name == "calibrate" else [name, "--out", str(Path(d) / "evaluation.json")]
+            fresh = Path(d) / "settings.json"
+            cmd = [name, "--value", "all", "--out", str(fresh)] if name == "calibrate" else \
+                [name, "--out", str(Path(d) / "evaluation.json")] + \
+                (["--settings", str(fresh)] if fresh.is_file() else [])
             cold, doc = run(cmd, env)
             if name == "evaluate":
                 from conva_nb.settings import EMBEDDED_IDENTITY, load_evaluation

@@ -73,25 +73,40 @@ def read_saved_json(path, name: str, what: str) -> dict:
     return json.loads(f.read_text())
 
 
+STORE_FORMAT = {"format": "conva_nb records", "version": 2}
+
+
 class RunStore:
-    """Append-only JSON Lines store of computed records (``{"k": key, "v": value}``).
+    """Append-only JSON Lines store of computed records (``{"k": key, "v": value}``) after
+    one header line (:data:`STORE_FORMAT`).
 
     A line cut short by an interrupted write is ignored on reading, so a killed run loses
-    at most the batch it was writing.
+    at most the batch it was writing. A file written by another version of the store is
+    refused with a message naming it (its records may mean something else).
     """
 
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.data: dict[str, object] = {}
-        if self.path.exists():
+        if self.path.exists() and self.path.stat().st_size:
             with self.path.open(encoding="utf-8") as fh:
-                for line in fh:
+                for n, line in enumerate(fh):
                     try:
                         r = json.loads(line)
                     except json.JSONDecodeError:
                         continue
-                    self.data[r["k"]] = r["v"]
+                    if n == 0:
+                        if r != STORE_FORMAT:
+                            raise UsageError(
+                                f"{self.path}: a cache written by another version of conva_nb "
+                                f"(header {str(r)[:80]!r}, expected {STORE_FORMAT}); delete "
+                                "it (or point CONVA_NB_CACHE elsewhere) and run again")
+                        continue
+                    if isinstance(r, dict) and "k" in r:
+                        self.data[r["k"]] = r["v"]
+        else:
+            self.path.write_text(json.dumps(STORE_FORMAT) + "\n", encoding="utf-8")
 
     def __contains__(self, k) -> bool:
         return k in self.data

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import values as V
 from .errors import ServiceError, UsageError
+from .judges import JUDGES
 from .methods import method_names
 
 __all__ = ["main", "build_parser"]
@@ -98,10 +99,10 @@ def cmd_probe(args) -> None:
     model, tok = _load(args)
     bank = train_probes(model, tok, args.value, data=args.data, pooling=args.pooling)
     saved = bank.save(args.out or bank_path(model, args.value, args.data, args.pooling))
-    best = max(middle_layers(bank), key=lambda l: bank.test_acc[bank.layers.index(l)])
+    best = bank.best_layer(middle_layers(bank))
     neg = negation_control_accuracy(model, tok, bank, best)
     layers = [{"layer": l, "train_acc": round(float(bank.train_acc[i]), 4),
-               "test_acc": round(float(bank.test_acc[i]), 4), "C": float(bank.C[i]),
+               "select_acc": round(float(bank.select_acc[i]), 4), "test_acc": round(float(bank.test_acc[i]), 4), "C": float(bank.C[i]),
                "w_norm": round(float(bank.w_norm[i]), 6)} for i, l in enumerate(bank.layers)]
     out = {"value": bank.value, "data": bank.data, "pooling": bank.pooling, "layers": layers,
            "selected_layers": bank.select_layers(), "best_middle_layer": best,
@@ -130,7 +131,17 @@ def cmd_check_data(args) -> None:
         human.append(f"{v:<15}{r['pairs']:>6}{r['naive_pairs']:>6}{r['scenarios']:>6}"
                      f"{r['negation_gap']:>9.3f}{r['length_gap_tokens']:>9.2f}"
                      f"{r['twin_jaccard']:>9.2f}{r.get('bow_accuracy_no_lexicon', float('nan')):>9.2f}")
+    if rep["prompts"]:
+        human.append(f"\n{'value':<15}{'vp dev':>7}{'vp test':>8}{'opp':>5}{'dil dev':>8}"
+                     f"{'dil test':>9}")
+        for v, r in rep["prompts"]["values"].items():
+            human.append(f"{v:<15}{r['value_dev']:>7}{r['value_test']:>8}"
+                         f"{r['opposing_dev'] + r['opposing_test']:>5}{r['dilemmas_dev']:>8}"
+                         f"{r['dilemmas_test']:>9}")
     human += [f"PROBLEM: {p}" for p in rep["problems"]] or ["ok: every bound is met"]
+    if rep["prompts"] and rep["prompts"]["problems"] and rep["prompts"]["values"]:
+        human += [f"PROMPTS (below the evaluation bounds): {p}"
+                  for p in rep["prompts"]["problems"]]
     _emit(args, rep, "\n".join(human))
     if not rep["ok"]:
         sys.exit(1)
@@ -240,10 +251,29 @@ def cmd_steer(args) -> None:
                  "settings": settings.get("path"), "outputs": outputs}, human)
 
 
+def _use_prompts(args) -> None:
+    """Validate --prompts before anything loads and point the loaders at it."""
+    import os
+
+    from .datasets import check_prompts
+    if getattr(args, "prompts", None) is None:
+        return
+    if not args.prompts.is_dir():
+        raise UsageError(f"--prompts {args.prompts}: not a directory (expected a folder laid "
+                         "out like conva_nb/data/prompts: value_prompts.jsonl, "
+                         "opposing_prompts.jsonl, general_prompts.jsonl, "
+                         "irrelevant_prompts.jsonl, dilemmas.jsonl)")
+    rep = check_prompts(args.prompts)
+    if not rep["values"]:   # a file is missing, empty or malformed (counts may be smaller)
+        raise UsageError(f"--prompts {args.prompts}: {rep['problems'][0]}")
+    os.environ["CONVA_NB_PROMPTS"] = str(args.prompts.resolve())
+
+
 def _runner_and_judge(args):
     from .datasets import DataError
     from .judges import make_judge
     from .runner import Runner
+    _use_prompts(args)
     if args.judge == "embedded":
         from .judges import EmbeddedJudge
         try:
@@ -253,6 +283,11 @@ def _runner_and_judge(args):
                              "set CONVA_NB_TOUCHE; or use --judge llm") from None
     judge = make_judge(args.judge, touche=_touche(args), model_name=args.judge_model,
                        base_url=args.judge_base_url)
+    if args.judge == "llm":
+        judge.check_reachable()
+    if getattr(args, "mmlu", None):
+        from .experiment import capability_rows
+        capability_rows(args.mmlu)   # fails fast without a reachable hub
     model, tok = _load(args)
     return Runner(model, tok, batch_size=args.batch_size, progress=not args.no_progress), judge
 
@@ -262,7 +297,7 @@ def cmd_evaluate(args) -> None:
     runner, judge = _runner_and_judge(args)
     settings = _settings(args, runner.model)
     res = evaluate(runner, judge, values=args.values, methods=args.methods, settings=settings,
-                   touche=_touche(args), n_capability=args.n_capability,
+                   touche=_touche(args), n_capability=args.n_capability, mmlu=args.mmlu,
                    opposing=not args.no_opposing, progress=not args.no_progress)
     from .models import model_identity
     from .settings import evaluation_path, save_evaluation
@@ -279,20 +314,31 @@ def cmd_evaluate(args) -> None:
     _emit(args, res, "\n".join(lines))
 
 
+def _merge_settings(old: dict, new: dict) -> dict:
+    """Calibrating some values or methods keeps every other value's and method's entry."""
+    if old.get("model_id") != new["model_id"]:
+        return new
+    redone = {t["method"] for trials in new["search"].values() for t in trials}
+    for v, entry in new["values"].items():
+        mine = old["values"].setdefault(v, {})
+        mine.update({k: x for k, x in entry.items() if k != "dev"})
+        mine.setdefault("dev", {}).update(entry["dev"])
+        kept = [t for t in old.setdefault("search", {}).get(v, []) if t["method"] not in redone]
+        old["search"][v] = kept + new["search"][v]
+    return {**old, **{k: x for k, x in new.items() if k not in ("values", "search")},
+            "values": old["values"], "search": old["search"]}
+
+
 def cmd_calibrate(args) -> None:
     from .experiment import calibrate
     from .settings import save_settings, settings_path
     runner, judge = _runner_and_judge(args)
     doc = calibrate(runner, judge, values=args.value, touche=_touche(args),
-                    progress=not args.no_progress)
+                    methods=args.methods, progress=not args.no_progress)
     out = args.out or settings_path(runner.model)
-    if args.value != list(V.VALUE_NAMES) and Path(out).is_file():
-        old = json.loads(Path(out).read_text())   # calibrating a subset keeps the others
-        if old.get("model_id") == doc["model_id"]:
-            old["values"].update(doc["values"])
-            old.setdefault("search", {}).update(doc["search"])
-            doc = {**old, **{k: v for k, v in doc.items() if k not in ("values", "search")},
-                   "values": old["values"], "search": old["search"]}
+    partial = args.value != list(V.VALUE_NAMES) or args.methods is not None
+    if partial and Path(out).is_file():
+        doc = _merge_settings(json.loads(Path(out).read_text()), doc)
     doc["saved_to"] = str(save_settings(doc, out))
     lines = [f"{v:<15} " + "  ".join(f"{k} {s[k]}" for k in s if k not in ("dev",))
              for v, s in doc["values"].items()] + [f"saved to {doc['saved_to']}"]
@@ -357,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-data", help="validate the shipped (or given) pair data")
     _common(p)
     p.add_argument("--path", type=Path, default=None, help="a data directory laid out like "
-                   "conva_nb/data (controlled/, naive/, negation_control.jsonl)")
+                   "conva_nb/data (controlled/, naive/, negation_control.jsonl, optionally prompts/)")
     p.set_defaults(func=cmd_check_data)
 
     p = sub.add_parser("generate-pairs", help="generate controlled pairs through an "
@@ -419,8 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
                            help="'all' or comma-separated values")
             p.add_argument("--methods", type=_methods, default=method_names(),
                            help=f"comma-separated, from {', '.join(method_names())}")
-            p.add_argument("--n-capability", type=_positive_int, default=40,
-                           help="value-irrelevant test prompts for capability")
+            p.add_argument("--n-capability", type=_positive_int, default=None,
+                           help="use only the first N value-irrelevant test prompts for "
+                                "capability (default: all of them, every category)")
+            p.add_argument("--mmlu", type=_positive_int, default=None, metavar="N",
+                           help="capability on the first N MMLU test questions through "
+                                "datasets instead (needs the Hugging Face hub, e.g. on Colab)")
             p.add_argument("--no-opposing", action="store_true", help="skip opposing-value prompts")
             p.add_argument("--no-save", action="store_true", help="don't write the model's "
                            "evaluation file (a full run writes it by default)")
@@ -429,10 +479,17 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             p.add_argument("--value", type=_values_or_all, required=True,
                            help="'all' or comma-separated values")
+            p.add_argument("--methods", type=_methods, default=None,
+                           help="calibrate only these (default: every calibrated method)")
         p.add_argument("--out", type=Path, default=None, help="also write the JSON here")
         p.add_argument("--touche", type=Path, default=None, help="Touché23 dir (judge, gate)")
-        p.add_argument("--judge", choices=("embedded", "llm"), default="embedded",
-                       help="embedded: offline MiniLM judge; llm: an OpenAI-compatible server")
+        p.add_argument("--prompts", type=Path, default=None, metavar="DIR",
+                       help="prompts and dilemmas from DIR (laid out like "
+                            "conva_nb/data/prompts) instead of the shipped ones")
+        p.add_argument("--judge", choices=JUDGES, default="embedded",
+                       help="embedded: offline MiniLM judge trained on Touché23; llm: any "
+                            "OpenAI-compatible server, asked whether the answer prioritises "
+                            "the value as a goal, not merely its topic (verdicts cached)")
         p.add_argument("--judge-model", default=None, help="the LLM judge's model name")
         p.add_argument("--judge-base-url", default=None,
                        help="the LLM judge's server, e.g. http://127.0.0.1:8000/v1")

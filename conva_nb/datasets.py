@@ -3,7 +3,7 @@
 Shipped files (``conva_nb/data``, described in its README.md):
 
 - ``controlled/<value>.jsonl``  context-controlled twins ``{id, value, persona, scenario,
-  structure, positive, negative, split}``; split is ``train`` or ``heldout``
+  structure, positive, negative, split}``; split is ``train``, ``select`` or ``heldout``
 - ``naive/<value>.jsonl``       naive pairs ``{id, value, positive_topic, negative_topic,
   positive, negative}`` (positives on the value's stereotypical topic, negatives off-topic)
 - ``negation_control.jsonl``    value-free ``{id, affirmative, negated}`` pairs
@@ -31,7 +31,7 @@ from .errors import ServiceError, UsageError
 from .values import VALUE_NAMES, canonical
 
 __all__ = ["DataError", "data_dir", "read_jsonl", "load_pairs", "load_naive_pairs",
-           "load_negation_control", "load_prompts", "all_sentences", "has_negation",
+           "load_negation_control", "load_prompts", "load_dilemmas", "check_prompts", "prompts_dir", "all_sentences", "has_negation",
            "NEGATION_WORDS", "VALUE_LEXICON", "BOUNDS", "check_data", "load_touche",
            "TOUCHE_TO_SCHWARTZ", "load_mmlu", "download_touche", "TOUCHE_LICENCE"]
 
@@ -44,7 +44,9 @@ PROMPT_FIELDS = {
     "opposing": ("id", "value", "opposing_value", "prompt", "split"),
     "irrelevant": ("id", "category", "prompt", "answer", "choices", "split"),
 }
-SPLITS = ("train", "heldout")
+DILEMMA_FIELDS = ("id", "value", "scenario", "question", "value_option", "other_option",
+                  "other_value", "value_first", "split")
+SPLITS = ("train", "select", "heldout")   # fit / every probe choice / reported only
 PROMPT_SPLITS = ("dev", "test")
 
 NEGATION_WORDS = frozenset(
@@ -78,7 +80,7 @@ VALUE_LEXICON = {
 }
 VALUE_LEXICON = {k: frozenset(v.split()) for k, v in VALUE_LEXICON.items()}
 
-BOUNDS = {"min_pairs": 120, "min_train_pairs": 100, "min_naive_pairs": 100, "min_scenarios": 60,
+BOUNDS = {"min_pairs": 120, "min_train_pairs": 70, "min_select_pairs": 30, "min_naive_pairs": 100, "min_scenarios": 60,
           "max_negation_gap": 0.10, "max_length_gap_tokens": 1.5, "min_negation_pairs": 60}
 
 
@@ -89,6 +91,14 @@ class DataError(UsageError):
 def data_dir() -> Path:
     """The directory of the shipped data files."""
     return Path(str(files("conva_nb").joinpath("data")))
+
+
+def prompts_dir() -> Path:
+    """Where prompts and dilemmas are read from: ``$CONVA_NB_PROMPTS`` (a folder laid out
+    like ``conva_nb/data/prompts``; ``--prompts`` of evaluate/calibrate sets it) or the
+    shipped folder."""
+    env = os.environ.get("CONVA_NB_PROMPTS")
+    return Path(env).expanduser() if env else data_dir() / "prompts"
 
 
 def read_jsonl(path: str | Path, fields: tuple[str, ...]) -> list[dict]:
@@ -138,7 +148,7 @@ def _check_value_field(rows, want: str, path: Path):
 
 
 def load_pairs(value: str | None = None, split: str | None = None, path=None) -> list[dict]:
-    """Controlled twins for one value (or all), optionally one split (``train``/``heldout``)."""
+    """Controlled twins for one value (or all), optionally one split (:data:`SPLITS`)."""
     if split is not None and split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     rows = []
@@ -174,7 +184,7 @@ def load_prompts(kind: str, value: str | None = None, split: str | None = None,
         raise UsageError(f"unknown prompt kind {kind!r}; valid: {', '.join(PROMPT_FIELDS)}")
     if split is not None and split not in PROMPT_SPLITS:
         raise UsageError(f"unknown split {split!r}; valid: {', '.join(PROMPT_SPLITS)}")
-    p = Path(path) if path else data_dir() / "prompts" / f"{kind}_prompts.jsonl"
+    p = Path(path) if path else prompts_dir() / f"{kind}_prompts.jsonl"
     rows = read_jsonl(p, PROMPT_FIELDS[kind])
     if kind in ("value", "opposing"):
         _check_value_field(rows, "", p)
@@ -188,6 +198,103 @@ def load_prompts(kind: str, value: str | None = None, split: str | None = None,
     if split is not None:
         rows = [r for r in rows if r.get("split") == split]
     return rows
+
+
+def load_dilemmas(value: str | None = None, split: str | None = None, path=None) -> list[dict]:
+    """Forced-choice dilemmas ``{id, value, scenario, question, value_option, other_option,
+    other_value, value_first, split}``: the question names both options verbatim, in the
+    order ``value_first`` says; ``value_option`` expresses ``value``."""
+    if split is not None and split not in PROMPT_SPLITS:
+        raise UsageError(f"unknown split {split!r}; valid: {', '.join(PROMPT_SPLITS)}")
+    p = Path(path) if path else prompts_dir() / "dilemmas.jsonl"
+    rows = read_jsonl(p, DILEMMA_FIELDS)
+    _check_value_field(rows, "", p)
+    for r in rows:
+        q, a, b = r["question"], r["value_option"], r["other_option"]
+        if a not in q or b not in q:
+            raise DataError(f"{p}: row {r['id']}: both options must appear verbatim in its "
+                            "question")
+        if (q.index(a) < q.index(b)) != bool(r["value_first"]):
+            raise DataError(f"{p}: row {r['id']}: value_first={r['value_first']} does not "
+                            "match the order of the options in the question")
+    if value is not None:
+        rows = [r for r in rows if r["value"] == canonical(value)]
+    return [r for r in rows if split is None or r["split"] == split]
+
+
+PROMPT_BOUNDS = {"min_value_dev": 30, "min_value_test": 50, "min_opposing": 20,
+                 "min_dilemmas_per_split": 30, "max_dilemma_length_gap_words": 1.0,
+                 "max_value_first_gap": 0.1, "min_capability_test": 100}
+
+
+def _split_overlap(rows: list[dict], what: str) -> list[str]:
+    """Problems where a scenario tag or a prompt text occurs in both splits."""
+    seen: dict = {}
+    untagged = [r["id"] for r in rows if not str(r.get("scenario") or "").strip()]
+    if untagged:
+        return [f"{what}: {len(untagged)} rows without a scenario tag (e.g. {untagged[0]}), "
+                "so split hygiene cannot be checked"]
+    for r in rows:
+        for k in (("scenario", r["scenario"].strip().lower()),
+                  ("text", (r.get("prompt") or r.get("question")).strip().lower())):
+            seen.setdefault(k, set()).add(r["split"])
+    return [f"{what}: {kind} {name!r} occurs in both dev and test"
+            for (kind, name), splits in seen.items() if len(splits) > 1]
+
+
+def check_prompts(path=None) -> dict:
+    """Counts and split hygiene of the evaluation prompts and dilemmas (``path``: a folder
+    like ``conva_nb/data/prompts``). Returns ``{ok, values, problems}``."""
+    base = Path(path) if path else prompts_dir()
+    b, problems, report = PROMPT_BOUNDS, [], {}
+    try:
+        kinds = {k: load_prompts(k, path=base / f"{k}_prompts.jsonl")
+                 for k in ("value", "opposing", "irrelevant")}
+        dil = load_dilemmas(path=base / "dilemmas.jsonl")
+    except DataError as err:
+        return {"ok": False, "values": {}, "problems": [str(err)]}
+    for v in VALUE_NAMES:
+        vp = [r for r in kinds["value"] if r["value"] == v]
+        op = [r for r in kinds["opposing"] if r["value"] == v]
+        dl = [r for r in dil if r["value"] == v]
+        n = {f"value_{s}": sum(r["split"] == s for r in vp) for s in PROMPT_SPLITS}
+        n.update({f"opposing_{s}": sum(r["split"] == s for r in op) for s in PROMPT_SPLITS})
+        n.update({f"dilemmas_{s}": sum(r["split"] == s for r in dl) for s in PROMPT_SPLITS})
+        for s in PROMPT_SPLITS:
+            sub = [r for r in dl if r["split"] == s]
+            if sub:
+                n[f"dilemma_value_first_{s}"] = round(float(np.mean([bool(r["value_first"])
+                                                                      for r in sub])), 3)
+                n[f"dilemma_length_gap_{s}"] = round(float(np.mean(
+                    [len(words(r["value_option"])) - len(words(r["other_option"]))
+                     for r in sub])), 3)
+        report[v] = n
+        checks = [(n["value_dev"] >= b["min_value_dev"],
+                   f"{n['value_dev']} dev value prompts < {b['min_value_dev']}"),
+                  (n["value_test"] >= b["min_value_test"],
+                   f"{n['value_test']} test value prompts < {b['min_value_test']}"),
+                  (len(op) >= b["min_opposing"], f"{len(op)} opposing prompts < {b['min_opposing']}")]
+        for s in PROMPT_SPLITS:
+            k = b["min_dilemmas_per_split"]
+            checks.append((n[f"dilemmas_{s}"] >= k, f"{n[f'dilemmas_{s}']} {s} dilemmas < {k}"))
+            if n[f"dilemmas_{s}"]:
+                gap, vf = n[f"dilemma_length_gap_{s}"], n[f"dilemma_value_first_{s}"]
+                checks += [(abs(gap) <= b["max_dilemma_length_gap_words"],
+                            f"{s} dilemmas: value options longer by {gap} words on average"),
+                           (abs(vf - 0.5) <= b["max_value_first_gap"],
+                            f"{s} dilemmas: value option first in {vf:.0%}")]
+        problems += [f"{v}: {msg}" for ok, msg in checks if not ok]
+        for what, rs in (("value prompts", vp), ("opposing prompts", op), ("dilemmas", dl)):
+            problems += [f"{v}: {p}" for p in _split_overlap(rs, what)]
+    cap = [r for r in kinds["irrelevant"] if r["split"] == "test"]
+    cats = {r["category"] for r in kinds["irrelevant"]}
+    missing = cats - {r["category"] for r in cap}
+    if len(cap) < b["min_capability_test"]:
+        problems.append(f"{len(cap)} capability test prompts < {b['min_capability_test']}")
+    if missing:
+        problems.append(f"capability test prompts lack categories {sorted(missing)}")
+    return {"ok": not problems, "values": report, "capability_test": len(cap),
+            "bounds": b, "problems": problems}
 
 
 def all_sentences() -> list[str]:
@@ -262,8 +369,10 @@ def check_data(path=None, tokenizer=None, bow: bool = True) -> dict:
         neg_neg = np.mean([has_negation(r["negative"]) for r in pairs])
         gaps = np.array([count(r["positive"]) - count(r["negative"]) for r in pairs])
         n_train = sum(r["split"] == "train" for r in pairs)
+        n_select = sum(r["split"] == "select" for r in pairs)
         stats = {
-            "pairs": len(pairs), "train_pairs": n_train, "heldout_pairs": len(pairs) - n_train,
+            "pairs": len(pairs), "train_pairs": n_train, "select_pairs": n_select,
+            "heldout_pairs": len(pairs) - n_train - n_select,
             "naive_pairs": len(naive),
             "scenarios": len({r["scenario"].strip().lower() for r in pairs}),
             "personas": len({r["persona"].strip().lower() for r in pairs}),
@@ -286,6 +395,8 @@ def check_data(path=None, tokenizer=None, bow: bool = True) -> dict:
         checks = [
             (len(pairs) >= b["min_pairs"], f"{len(pairs)} pairs < {b['min_pairs']}"),
             (n_train >= b["min_train_pairs"], f"{n_train} train pairs < {b['min_train_pairs']}"),
+            (n_select >= b["min_select_pairs"],
+             f"{n_select} selection pairs < {b['min_select_pairs']}"),
             (len(naive) >= b["min_naive_pairs"], f"{len(naive)} naive pairs < {b['min_naive_pairs']}"),
             (stats["scenarios"] >= b["min_scenarios"],
              f"{stats['scenarios']} distinct scenarios < {b['min_scenarios']}"),
@@ -310,8 +421,14 @@ def check_data(path=None, tokenizer=None, bow: bool = True) -> dict:
     repeats = [s for s, c in sentences.items() if c > 1]
     if repeats:
         problems.append(f"{len(repeats)} sentences occur more than once, e.g. {repeats[:3]}")
+    prompts = None   # a folder of pair data alone is checked without prompts
+    if path is None or (base / "prompts").is_dir():
+        prompts = check_prompts(base / "prompts")
+        if not prompts["values"]:   # a missing or malformed file; shortfalls are reported
+            problems += [f"prompts: {p}" for p in prompts["problems"]]
     return {"ok": not problems, "values": report, "negation_control_pairs": len(neg),
-            "bounds": BOUNDS, "problems": problems, "path": str(base.resolve())}
+            "prompts": prompts, "bounds": BOUNDS, "problems": problems,
+            "path": str(base.resolve())}
 
 
 # --- Touché23-ValueEval -------------------------------------------------------------------
@@ -415,7 +532,7 @@ def load_touche(path=None, download: bool = False) -> dict:
     path: a directory with ``arguments-training.tsv`` and ``labels-training.tsv``; without
     it, ``$CONVA_NB_TOUCHE`` if set, then the cache (where ``conva-nb get-touche`` puts it).
     With ``download=True`` and no path, the files are fetched once from Zenodo into the
-    cache (:func:`download_touche`). Returns ``{"ids", "texts",
+    cache (:func:`download_touche`). Returns ``{"ids", "texts", "conclusions", "premises",
     "labels"}``: texts are "premise (stance: conclusion)" strings, labels a ``[n, 10]`` 0/1
     array in circle order. Dataset: Kiesel et al. 2022/2023, CC BY-SA 4.0.
     """
@@ -433,15 +550,18 @@ def load_touche(path=None, download: bool = False) -> dict:
         args = {r["Argument ID"]: r for r in csv.DictReader(fh, delimiter="\t")}
     with (path / "labels-training.tsv").open(encoding="utf-8") as fh:
         labels = list(csv.DictReader(fh, delimiter="\t"))
-    ids, texts, y = [], [], []
+    ids, texts, y, concl, prem = [], [], [], [], []
     for row in labels:
         a = args.get(row["Argument ID"])
         if a is None:
             continue
         ids.append(row["Argument ID"])
         texts.append(f"{a['Premise'].strip()} ({a['Stance'].strip()}: {a['Conclusion'].strip()})")
+        concl.append(a["Conclusion"].strip())
+        prem.append(a["Premise"].strip())
         y.append([int(any(row[c] == "1" for c in TOUCHE_TO_SCHWARTZ[v])) for v in VALUE_NAMES])
-    return {"ids": ids, "texts": texts, "labels": np.array(y, dtype=np.int64)}
+    return {"ids": ids, "texts": texts, "conclusions": concl, "premises": prem,
+            "labels": np.array(y, dtype=np.int64)}
 
 
 # --- MMLU --------------------------------------------------------------------------------

@@ -14,17 +14,19 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets import load_prompts
+from .datasets import load_dilemmas, load_prompts
 from .gates import make_gate, resolve_kind
 from .methods import METHODS, MethodConfig, baselines, get_method
 from .metrics import FluencyBounds
 from .models import model_identity
 from .settings import config_for, gate_threshold_for, load_settings
-from .stats import bootstrap_ci, paired_test
+from .errors import ServiceError
+from .stats import BOOTSTRAP_N, bootstrap_ci, holm, mcnemar_p, paired_bootstrap_ci
 from .values import VALUE_NAMES, canonical
 
 __all__ = ["fluency_bounds", "ValueGates", "score_method", "evaluate", "calibrate", "sweep",
-           "gate_threshold", "summarize", "FR_RATIO", "MAX_IRRELEVANT_OPEN"]
+           "gate_threshold", "summarize", "capability_rows", "FR_RATIO", "MAX_IRRELEVANT_OPEN",
+           "ALPHA", "STAT_METHOD", "dilemma_rows", "DILEMMA_STEM"]
 
 FR_RATIO = 0.97
 MAX_IRRELEVANT_OPEN = 0.15   # the gate may open on at most this share of irrelevant dev prompts
@@ -67,31 +69,83 @@ def score_method(runner, judge, cfg: MethodConfig, questions: list[str], bounds:
     success = np.asarray(judge.success(cfg.value, scores)).astype(int)
     ppl = runner.perplexities(questions, texts)
     fluent = np.array([bounds.fluent(p, t) for p, t in zip(ppl, texts)], dtype=int)
+    fsuccess = success * fluent
     return {"texts": texts, "gate_open": opened, "scores": scores, "success": success,
-            "fluent": fluent, "csr": float(success.mean()), "fr": float(fluent.mean()),
+            "fluent": fluent, "fluent_success": fsuccess, "csr": float(success.mean()),
+            "fr": float(fluent.mean()), "fcsr": float(fsuccess.mean()),
             "mean_score": float(scores.mean())}
 
 
 def _ci(x) -> list[float]:
     x = np.asarray(x, dtype=float)
-    if np.all(x == x[0]):
-        return [float(x[0]), float(x[0])]
+    if x.size == 0 or np.all(x == x[0]):
+        v = float(x[0]) if x.size else float("nan")
+        return [v, v]
     return [round(v, 4) for v in bootstrap_ci(x)]
 
 
-def evaluate(runner, judge, values=None, methods=None, settings=None, touche=None,
-             split: str = "test", n_capability: int | None = 40, opposing: bool = True,
-             bounds: FluencyBounds | dict | None = None, progress: bool = True,
-             n_prompts: int | None = None) -> dict:
-    """The comparison table: per value × method CSR, FR and capability retention.
+def _retention_ci(acc, base) -> list[float]:
+    """Bootstrap interval of ``mean(acc) / mean(base)`` over resampled questions (paired)."""
+    acc, base = np.asarray(acc, float), np.asarray(base, float)
+    idx = np.random.default_rng(0).integers(0, acc.size, size=(BOOTSTRAP_N, acc.size))
+    r = acc[idx].mean(1) / np.maximum(base[idx].mean(1), 1e-9)
+    return [round(float(np.quantile(r, 0.025)), 4), round(float(np.quantile(r, 0.975)), 4)]
 
-    Returns ``{"rows": [...], "summary": {...}, "seconds", "computed"}``; each row holds
-    ``value, method, csr, csr_ci, fr, capability, retention, mean_score, gate_open_rate,
-    csr_opposing, p_vs_none, config``. Statistics: paired one-sided t-tests on the judge's
-    per-prompt scores (scipy), percentile bootstrap 95 % CIs of CSR. ``bounds``: fluency
-    bounds to reuse (default: those of the calibrated settings, else calibrated now on the
-    unsteered answers to the dev prompts). ``n_prompts``: use only the first prompts of each
-    value (quick mode).
+
+def capability_rows(mmlu: int | None = None, n: int | None = None) -> tuple[list[dict], str]:
+    """The capability questions and a sentence naming them: every shipped value-irrelevant
+    test prompt (all categories), or the first ``mmlu`` MMLU test questions through
+    ``datasets`` (needs the hub; a clear :class:`~conva_nb.errors.ServiceError` without)."""
+    if mmlu:
+        from .datasets import load_mmlu
+        try:
+            rows = load_mmlu(limit=mmlu)
+        except Exception as err:   # datasets raises many kinds when the hub is unreachable
+            raise ServiceError(f"--mmlu {mmlu}: MMLU (cais/mmlu) could not be loaded through "
+                               f"datasets ({type(err).__name__}: {err}); run without --mmlu "
+                               "to use the shipped value-irrelevant test prompts") from None
+        return rows, f"MMLU test, first {len(rows)} questions (cais/mmlu via datasets)"
+    rows = load_prompts("irrelevant", split="test")[:n]
+    cats = sorted({r["category"] for r in rows})
+    return rows, (f"shipped value-irrelevant test prompts, {len(rows)} questions in "
+                  f"{len(cats)} categories ({', '.join(cats)})")
+
+
+DILEMMA_STEM = "The better choice is to"
+
+
+def dilemma_rows(value: str, split: str, n: int | None = None) -> list[dict]:
+    """Dilemmas as two-choice rows scored by the steered model's own log-likelihood: the
+    answer "The better choice is to <option>." for each option, the value option being the
+    "answer" (so a row's ``mc_acc`` is 1 when the model prefers the value option). No
+    judge is involved; both options share the stem, so only the options' words differ."""
+    return [{"prompt": d["question"], "answer": f"{DILEMMA_STEM} {d['value_option']}.",
+             "choices": [f"{DILEMMA_STEM} {d['value_option']}.",
+                         f"{DILEMMA_STEM} {d['other_option']}."]}
+            for d in load_dilemmas(value, split)][:n]
+
+
+STAT_METHOD = ("per-prompt 0/1 outcomes; 95 % percentile bootstrap CIs over prompts "
+               f"({BOOTSTRAP_N} resamples); exact one-sided McNemar tests on fluent success, "
+               "paired by prompt; Holm–Bonferroni across the values of each comparison")
+
+
+def evaluate(runner, judge, values=None, methods=None, settings=None, touche=None,
+             split: str = "test", n_capability: int | None = None, opposing: bool = True,
+             bounds: FluencyBounds | dict | None = None, progress: bool = True,
+             n_prompts: int | None = None, mmlu: int | None = None,
+             dilemmas: bool = True) -> dict:
+    """The comparison table: per value × method fluent CSR, CSR, FR, retention, dilemmas.
+
+    Returns ``{"rows": [...], "summary": {...}, "seconds", "computed", ...}``; each row
+    holds ``value, method, fcsr, fcsr_ci, csr, csr_ci, fr, fr_ci, capability, retention,
+    retention_ci, dilemma_acc, dilemma_ci, gate_open_rate, csr_opposing, fluent_setting,
+    p_vs_none, p_vs_none_holm, config`` and, for ConVA rules, ``p_vs_<baseline>[_holm]``
+    and the paired difference to the best baseline (see :data:`STAT_METHOD`). ``bounds``:
+    fluency bounds to reuse (default: those of the calibrated settings, else calibrated
+    now on the unsteered answers to the dev prompts). ``n_prompts``: use only the first
+    prompts of each value (quick mode). ``mmlu``: capability on that many MMLU questions
+    instead of the shipped irrelevant prompts (:func:`capability_rows`).
     """
     t0 = time.time()
     values = [canonical(v) for v in (values or VALUE_NAMES)]
@@ -106,13 +160,14 @@ def evaluate(runner, judge, values=None, methods=None, settings=None, touche=Non
     if isinstance(bounds, dict):   # e.g. the "fluency_bounds" of a saved evaluation
         bounds = FluencyBounds(**bounds)
     bounds = bounds or fluency_bounds(runner)
-    cap_rows = load_prompts("irrelevant", split="test")[:n_capability]
+    cap_rows, cap_set = capability_rows(mmlu, n_capability)
     none_cap = runner.capability(MethodConfig("none", values[0]), cap_rows)
     rows = []
     for value in tqdm(values, desc="evaluate", disable=not progress):
         qs = [r["prompt"] for r in load_prompts("value", value, split)][:n_prompts]
         ops = [r["prompt"] for r in load_prompts("opposing", value, split)][:n_prompts] \
             if opposing else []
+        dil = dilemma_rows(value, split, n_prompts) if dilemmas else []
         gate = gates(value) if any(get_method(m).gated for m in methods) else None
         plan = {m: (config_for(settings, m, value), gate) for m in methods}
         _prefetch(runner, plan, qs, ops)
@@ -121,35 +176,73 @@ def evaluate(runner, judge, values=None, methods=None, settings=None, touche=Non
             r = score_method(runner, judge, cfg, qs, bounds, gate)
             cap = runner.capability(cfg, cap_rows, gate)
             r["capability"], r["cap_gate_open"] = cap["mc_acc"], cap["gate_open_rate"]
-            r["ref_loglik"] = cap["ref_loglik"]
+            r["cap_rows"], r["ref_loglik"] = cap["per_row_mc"], cap["ref_loglik"]
+            if dil:
+                r["dilemma"] = runner.capability(cfg, dil, gate)["per_row_mc"]
             if ops and get_method(m).opposing:
                 r["csr_opposing"] = score_method(runner, judge, cfg, ops, bounds, gate)["csr"]
             res[m] = (cfg, r)
-        base_scores = res["none"][1]["scores"]
-        for m, (cfg, r) in res.items():
-            row = {"value": value, "method": m, "csr": round(r["csr"], 4),
-                   "csr_ci": _ci(r["success"]), "fr": round(r["fr"], 4),
-                   "fr_ratio": round(r["fr"] / max(res["none"][1]["fr"], 1e-9), 4),
-                   "capability": round(r["capability"], 4),
-                   "retention": round(r["capability"] / max(none_cap["mc_acc"], 1e-9), 4),
-                   "ref_loglik": round(r["ref_loglik"], 4),
-                   "mean_score": round(r["mean_score"], 4),
-                   "gate_open_rate": round(float(np.mean(r["gate_open"])), 4),
-                   "capability_gate_open_rate": round(r["cap_gate_open"], 4),
-                   "csr_opposing": round(r.get("csr_opposing", float("nan")), 4),
-                   "config": cfg.describe(), "n_prompts": len(qs)}
-            if m != "none":
-                row["p_vs_none"] = round(paired_test(r["scores"], base_scores)["p_value"], 6)
-            if m == "conva":
-                for b in baselines():
-                    if b in res:
-                        row[f"p_vs_{b}"] = round(paired_test(r["scores"],
-                                                             res[b][1]["scores"])["p_value"], 6)
-            rows.append(row)
+        rows += _value_rows(value, res, settings, len(qs))
+    _correct(rows)
     return {"rows": rows, "summary": summarize(rows), "fluency_bounds": bounds.__dict__,
-            "n_capability": len(cap_rows), "split": split, "judge": judge.report(),
-            "gate": gates.kind, "settings": settings.get("path"),
-            "seconds": round(time.time() - t0, 1), "computed": dict(runner.counters)}
+            "n_capability": len(cap_rows), "capability_set": cap_set, "split": split,
+            "statistics": STAT_METHOD, "judge": judge.report(), "gate": gates.kind,
+            "settings": settings.get("path"), "seconds": round(time.time() - t0, 1),
+            "computed": dict(runner.counters)}
+
+
+def _value_rows(value: str, res: dict, settings: dict, n: int) -> list[dict]:
+    """One table row per method of one value, with intervals and raw p-values."""
+    base_r = res["none"][1]
+    dev = settings.get("values", {}).get(value, {}).get("dev", {})
+    base = [b for b in baselines() if b in res]
+    best = max(base, key=lambda b: (res[b][1]["fcsr"], res[b][1]["csr"])) if base else None
+    out = []
+    for m, (cfg, r) in res.items():
+        key = get_method(m).settings_key
+        row = {"value": value, "method": m, "fcsr": round(r["fcsr"], 4),
+               "fcsr_ci": _ci(r["fluent_success"]), "csr": round(r["csr"], 4),
+               "csr_ci": _ci(r["success"]), "fr": round(r["fr"], 4), "fr_ci": _ci(r["fluent"]),
+               "fr_ratio": round(r["fr"] / max(base_r["fr"], 1e-9), 4),
+               "capability": round(r["capability"], 4),
+               "retention": round(r["capability"] / max(np.mean(base_r["cap_rows"]), 1e-9), 4),
+               "retention_ci": _retention_ci(r["cap_rows"], base_r["cap_rows"]),
+               "ref_loglik": round(r["ref_loglik"], 4), "mean_score": round(r["mean_score"], 4),
+               "gate_open_rate": round(float(np.mean(r["gate_open"])), 4),
+               "capability_gate_open_rate": round(r["cap_gate_open"], 4),
+               "csr_opposing": round(r.get("csr_opposing", float("nan")), 4),
+               "fluent_setting": dev.get(key, {}).get("fluent_setting") if key else None,
+               "config": cfg.describe(), "n_prompts": n}
+        if "dilemma" in r:
+            row["dilemma_acc"] = round(float(np.mean(r["dilemma"])), 4)
+            row["dilemma_ci"] = _ci(r["dilemma"])
+        if m != "none":
+            row["p_vs_none"] = round(mcnemar_p(r["fluent_success"], base_r["fluent_success"]), 6)
+            if "dilemma" in r:
+                row["dilemma_p_vs_none"] = round(mcnemar_p(r["dilemma"], base_r["dilemma"]), 6)
+        if get_method(m).role == "conva" or m == "conva-token":
+            for b in base:
+                row[f"p_vs_{b}"] = round(mcnemar_p(r["fluent_success"],
+                                                   res[b][1]["fluent_success"]), 6)
+            if best:
+                lo, hi = paired_bootstrap_ci(r["fluent_success"], res[best][1]["fluent_success"])
+                row["best_baseline"] = best
+                row["diff_vs_best_baseline"] = round(r["fcsr"] - res[best][1]["fcsr"], 4)
+                row["diff_vs_best_baseline_ci"] = [round(lo, 4), round(hi, 4)]
+        out.append(row)
+    return out
+
+
+def _correct(rows: list[dict]) -> None:
+    """Add ``<p>_holm`` to every raw p-value field: Holm–Bonferroni across the values of
+    one (method, comparison) family."""
+    fields = sorted({k for r in rows for k in r if k.startswith(("p_vs_", "dilemma_p_vs_"))
+                     and not k.endswith("_holm")})
+    for m in dict.fromkeys(r["method"] for r in rows):
+        for f in fields:
+            fam = [r for r in rows if r["method"] == m and f in r]
+            for r, q in zip(fam, holm([r[f] for r in fam])):
+                r[f + "_holm"] = round(q, 6)
 
 
 def _prefetch(runner, plan: dict, qs: list[str], ops: list[str]) -> None:
@@ -166,31 +259,43 @@ def _prefetch(runner, plan: dict, qs: list[str], ops: list[str]) -> None:
     runner.perplexities(asked, answers)
 
 
+ALPHA = 0.05
+
+
 def summarize(rows: list[dict]) -> dict:
-    """Headline figures of an ``evaluate`` table."""
+    """Headline figures of an ``evaluate`` table, each claim with its correction.
+
+    ``conva_significant_vs_none``: values where ConVA's fluent CSR exceeds the unsteered
+    model's with Holm-corrected p < :data:`ALPHA`; ``conva_at_least_best_baseline``:
+    values where its fluent CSR is >= the best baseline's (the higher of the two on test,
+    which favours the baselines); ``conva_significant_vs_<b>``: Holm-corrected wins.
+    """
     by = {(r["value"], r["method"]): r for r in rows}
     values = sorted({r["value"] for r in rows}, key=VALUE_NAMES.index)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     base = [m for m in baselines() if m in methods]
     out = {f"mean_{k}": {m: round(float(np.mean([by[v, m][k] for v in values])), 4)
-                         for m in methods} for k in ("csr", "fr", "retention")}
-    if "conva" in methods:
-        wins, sig = [], []
-        for v in values:
-            c = by[v, "conva"]
-            ok = c["fr_ratio"] >= FR_RATIO and c["retention"] >= FR_RATIO
-            if ok and all(c["csr"] > by[v, m]["csr"] for m in base if (v, m) in by):
-                wins.append(v)
-            if c.get("p_vs_none", 1) < 0.05 and c["csr"] > by[v, "none"]["csr"]:
-                sig.append(v)
-        best = [max(by[v, m]["csr"] for m in base if (v, m) in by) for v in values
-                if any((v, m) in by for m in base)]
-        if best:
+                         for m in methods} for k in ("fcsr", "csr", "fr", "retention")}
+    out["no_fluent_setting"] = {m: [v for v in values if by[v, m].get("fluent_setting") is False]
+                                for m in methods}
+    for c in [m for m in ("conva", "conva-token") if m in methods]:
+        tag = "conva" if c == "conva" else "conva_token"
+        rs = [by[v, c] for v in values]
+        out[f"{tag}_significant_vs_none"] = [r["value"] for r in rs if r.get(
+            "p_vs_none_holm", 1) < ALPHA and r["fcsr"] > by[r["value"], "none"]["fcsr"]]
+        for b in base:
+            out[f"{tag}_significant_vs_{b}"] = [r["value"] for r in rs
+                                                if r.get(f"p_vs_{b}_holm", 1) < ALPHA]
+        if base:
+            out[f"{tag}_at_least_best_baseline"] = [r["value"] for r in rs
+                                                    if r.get("diff_vs_best_baseline", -1) >= 0]
+            out[f"{tag}_ci_above_best_baseline"] = [
+                r["value"] for r in rs if r.get("diff_vs_best_baseline_ci", [0])[0] > 0]
+            best = [max(by[v, m]["fcsr"] for m in base) for v in values]
             b = float(np.mean(best))
-            out["relative_csr_gain_vs_best_baseline"] = round(
-                (out["mean_csr"]["conva"] - b) / b, 4) if b else None
-        out["conva_beats_" + "_and_".join(base)] = wins
-        out["conva_significant_vs_none"] = sig
+            out[f"{tag}_relative_fcsr_gain_vs_best_baseline"] = round(
+                (out["mean_fcsr"][c] - b) / b, 4) if b else None
+    out["alpha"], out["correction"] = ALPHA, "Holm–Bonferroni across values, per comparison"
     return out
 
 
@@ -210,13 +315,18 @@ def sweep(runner, judge, value: str, logits=(4.595, 10.0, 14.0), layers=None, sp
     return out
 
 
-def _best(trials: list[dict], fr_floor: float) -> dict:
-    """Highest CSR (then mean judge score, then the weakest setting) among fluent trials;
-    if none is fluent enough, the most fluent one (then the highest CSR)."""
+def _best(trials: list[dict], fr_floor: float) -> tuple[dict, bool]:
+    """The setting chosen by the one rule every method and ablation follows, and whether it
+    is fluent: among trials with FR >= ``fr_floor``, the highest fluent CSR (then CSR,
+    then mean judge score, then the weakest setting). With no trial over the floor the
+    method has *no fluent setting*: its most fluent trial is returned with ``False`` and
+    the table flags it, so a disfluent setting is never silently admitted."""
     ok = [t for t in trials if t["fr"] >= fr_floor]
     if not ok:
-        return max(trials, key=lambda t: (t["fr"], t["csr"], t["mean_score"]))
-    return max(ok, key=lambda t: (t["csr"], t["mean_score"], -t.get("strength", 0)))
+        return max(trials, key=lambda t: (t["fr"], t["fcsr"], t["csr"],
+                                          -t.get("strength", 0))), False
+    return max(ok, key=lambda t: (t["fcsr"], t["csr"], t["mean_score"],
+                                  -t.get("strength", 0))), True
 
 
 def _calibrated_methods(methods=None) -> dict[str, str]:
@@ -237,12 +347,14 @@ def calibrate(runner, judge, values=None, touche=None, methods=None,
     values = [canonical(v) for v in (values or VALUE_NAMES)]
     keys = _calibrated_methods(methods)
     gated = any(get_method(m).gated for m in (methods or METHODS))
-    probes = any(get_method(m).probe_data for m in keys.values())
     bounds = fluency_bounds(runner)
     gates = ValueGates(runner, touche)
     irr_dev = [r["prompt"] for r in load_prompts("irrelevant", split="dev")]
     doc = {"model_id": model_identity(runner.model), "calibrated": True,
-           "objective": f"max CSR (judge) on dev prompts s.t. FR >= {FR_RATIO} x unsteered FR",
+           "objective": f"max fluent CSR (judge) on dev prompts s.t. FR >= {FR_RATIO} x "
+                        "unsteered FR, the same for every method and ablation; a method "
+                        "with no setting over the floor keeps its most fluent one, flagged "
+                        "fluent_setting=false",
            "gate_rule": f"max Youden J s.t. open on <= {MAX_IRRELEVANT_OPEN} of irrelevant dev "
                         "prompts",
            "fluency_bounds": bounds.__dict__, "values": {}, "search": {}}
@@ -250,26 +362,28 @@ def calibrate(runner, judge, values=None, touche=None, methods=None,
         qs = [r["prompt"] for r in load_prompts("value", value, "dev")]
         none = score_method(runner, judge, MethodConfig("none", value), qs, bounds)
         floor = FR_RATIO * none["fr"]
-        bank = runner.bank(value) if probes else None
-        search = [{"method": "none", "csr": none["csr"], "fr": none["fr"],
-                   "mean_score": none["mean_score"]}]
-        entry = {"dev": {"none": {"csr": none["csr"], "fr": none["fr"]}}}
+        search = [{"method": "none", **{k: none[k] for k in ("csr", "fr", "fcsr", "mean_score")}}]
+        entry = {"dev": {"none": {k: none[k] for k in ("csr", "fr", "fcsr")}}}
         for key, name in keys.items():
+            m = get_method(name)
+            bank = runner.bank(value, m.probe_data) if m.probe_data else None
             trials = []
-            for point in get_method(name).grid(bank):
+            for point in m.grid(bank):
                 r = score_method(runner, judge, MethodConfig(name, value, point.params), qs,
                                  bounds)
                 trials.append({"method": key, **point.params, **point.meta,
-                               "strength": point.strength, "csr": r["csr"], "fr": r["fr"],
-                               "mean_score": r["mean_score"]})
-            best = _best(trials, floor)
-            entry[key] = {k: best[k] for k in get_method(name).defaults}
-            entry["dev"][key] = {k: best[k] for k in ("csr", "fr")}
+                               "strength": point.strength,
+                               **{k: r[k] for k in ("csr", "fr", "fcsr", "mean_score")}})
+            best, fluent = _best(trials, floor)
+            entry[key] = {k: best[k] for k in m.defaults}
+            entry["dev"][key] = {**{k: best[k] for k in ("csr", "fr", "fcsr")},
+                                 "fluent_setting": fluent}
             search += trials
         if gated:
             g0 = _gate_threshold(gates, value, qs, irr_dev)
             entry["g0"], entry["dev"]["gate"] = g0["g0"], g0
         if "conva" in entry:
+            bank = runner.bank(value)
             entry["probe_test_acc"] = {str(l): round(float(bank.test_acc[bank.layers.index(l)]),
                                                      4)
                                        for l in entry["conva"]["layers"]}

@@ -201,17 +201,19 @@ def steering_context(model, tokenizer, cfg: MethodConfig, gate=None, bank=None):
 def layer_band(bank, width: int, exclude_last: int = 5) -> tuple:
     """``width`` contiguous allowed layers centred on the most accurate one."""
     allowed = [l for l in bank.layers if l < bank.n_layers - exclude_last]
-    best = max(allowed, key=lambda l: bank.test_acc[bank.layers.index(l)])
+    best = bank.best_layer(allowed)
     lo = max(allowed[0], min(best - width // 2, allowed[-1] - width + 1))
     return tuple(l for l in range(lo, lo + width) if l in allowed)
 
 
 # --- the registered methods -----------------------------------------------------------------
 
+# Grids of comparable size (four or five settings each), weakest first.
 LOGIT_GRID = (4.595, 10.0, 14.0)    # P0 = 0.99 (the paper's default), 0.99995, 1 − 8e-7
-BAND_LOGITS = (10.0,)                # the 3-layer band is tried at this strength only
-CAA_GRID = (0.05, 0.1, 0.25)         # × the layer's mean hidden-state norm
-ICA_GRID = ("definition", "persona")
+BAND_LOGITS = (4.595, 10.0)          # the 3-layer band at the two weaker strengths
+CAA_GRID = (0.01, 0.025, 0.05, 0.1)  # × the layer's mean hidden-state norm; the embedded
+                                     # model's fluency cliff lies between 0.05 and 0.1
+ICA_GRID = ("short", "definition", "persona")
 
 
 def _conva_grid(bank) -> list[GridPoint]:
@@ -262,7 +264,7 @@ register(Method("caa", "CAA", "baseline", settings_key="caa",
                 defaults={"multiplier": 0.5, "layers": None}, key_fields=("multiplier", "layers"),
                 probe_data="controlled", build=_build_caa, grid=_caa_grid, opposing=True))
 register(Method("conva-naive", "ConVA w/o CCD", "ablation", probe_data="naive", gated=True,
-                **_CONVA))
+                **{**_CONVA, "settings_key": "conva-naive"}))
 register(Method("conva-nogate", "ConVA w/o gate", "ablation", probe_data="controlled", **_CONVA))
 register(Method("conva", "ConVA", "conva", probe_data="controlled", gated=True,
                 steer_id="conva-nogate", opposing=True, **_CONVA))

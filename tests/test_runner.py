@@ -101,20 +101,26 @@ def test_answer_match_by_hand():
 
 
 def test_summary_counts_wins_by_hand():
-    def row(v, m, csr, fr=1.0, ret=1.0, p=None):
-        d = {"value": v, "method": m, "csr": csr, "fr": fr, "fr_ratio": fr, "retention": ret}
-        if p is not None:
-            d["p_vs_none"] = p
-        return d
+    def row(v, m, fcsr, fr=1.0, ret=1.0, **p):
+        return {"value": v, "method": m, "fcsr": fcsr, "csr": fcsr, "fr": fr, "fr_ratio": fr,
+                "retention": ret, "fluent_setting": True, **p}
     rows = [row("power", "none", 0.1), row("power", "ica", 0.2), row("power", "caa", 0.3),
-            row("power", "conva", 0.5, p=0.01),
+            row("power", "conva", 0.5, p_vs_none_holm=0.01, p_vs_caa_holm=0.2,
+                p_vs_ica_holm=0.04, diff_vs_best_baseline=0.2,
+                diff_vs_best_baseline_ci=[-0.05, 0.4]),
             row("security", "none", 0.1), row("security", "ica", 0.6), row("security", "caa", 0.2),
-            row("security", "conva", 0.7, fr=0.9, p=0.2)]
+            row("security", "conva", 0.7, p_vs_none_holm=0.2, p_vs_caa_holm=0.01,
+                p_vs_ica_holm=0.6, diff_vs_best_baseline=0.1,
+                diff_vs_best_baseline_ci=[0.02, 0.2])]
     s = summarize(rows)
-    assert s["conva_beats_ica_and_caa"] == ["power"]      # security fails the fluency bar
-    assert s["conva_significant_vs_none"] == ["power"]
-    assert math.isclose(s["mean_csr"]["conva"], 0.6)
-    assert math.isclose(s["relative_csr_gain_vs_best_baseline"], (0.6 - 0.45) / 0.45, rel_tol=1e-3)
+    assert s["conva_significant_vs_none"] == ["power"]    # Holm-corrected p < 0.05 only
+    assert s["conva_significant_vs_caa"] == ["security"]
+    assert s["conva_significant_vs_ica"] == ["power"]
+    assert s["conva_at_least_best_baseline"] == ["power", "security"]
+    assert s["conva_ci_above_best_baseline"] == ["security"]
+    assert math.isclose(s["mean_fcsr"]["conva"], 0.6)
+    assert math.isclose(s["conva_relative_fcsr_gain_vs_best_baseline"], (0.6 - 0.45) / 0.45,
+                        rel_tol=1e-3)
 
 
 def test_settings_roundtrip_and_mismatch(tmp_path):
@@ -157,7 +163,9 @@ def test_llm_judge_over_real_http_with_cache_and_retries(tmp_path):
                                  ["I helped my friend carry her boxes home."])) == [1.0]
         assert srv.requests == n                      # served from the cache file
     lines = (tmp_path / "j.jsonl").read_text().splitlines()
-    assert len(lines) == 2 and all("k" in json.loads(l) for l in lines)
+    from conva_nb.cache import STORE_FORMAT
+    assert json.loads(lines[0]) == STORE_FORMAT     # the header names the store's version
+    assert len(lines) == 3 and all("k" in json.loads(l) for l in lines[1:])
 
 
 def test_gate_threshold_caps_the_irrelevant_open_rate():
