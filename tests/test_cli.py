@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from conva_nb.values import VALUE_NAMES
+from conva_nb.datasets import load_prompts
 
 
 def run(*args):
@@ -167,7 +168,7 @@ def test_evaluate_cli_rows_and_cached_rerun(tmp_path, touche_dir):
     for row in doc["rows"]:
         assert 0 <= row["csr"] <= 1 and 0 <= row["fr"] <= 1 and row["retention"] >= 0
         assert row["csr_ci"][0] <= row["csr"] <= row["csr_ci"][1]
-        assert row["n_prompts"] == 30
+        assert row["n_prompts"] == len(load_prompts("value", "power", "test"))
     assert doc["rows"][0]["retention"] == 1.0 and doc["computed"]["generated"] > 0
     assert json.loads((tmp_path / "ev.json").read_text())["rows"] == doc["rows"]
     again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)

@@ -18,7 +18,7 @@ def test_shipped_data_meets_every_bound():
     assert rep["problems"] == [] and rep["ok"]
     assert set(rep["values"]) == set(VALUE_NAMES)
     for r in rep["values"].values():
-        assert r["pairs"] >= 120 and r["train_pairs"] >= 100 and r["naive_pairs"] >= 100
+        assert r["pairs"] >= 120 and r["train_pairs"] >= 70 and r["select_pairs"] >= 30 and r["naive_pairs"] >= 100
         assert r["negation_gap"] <= 0.10 and r["length_gap_tokens"] <= 1.5
         assert r["scenarios"] >= 60
     assert rep["negation_control_pairs"] >= 60
