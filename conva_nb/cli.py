@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -253,8 +254,6 @@ def cmd_steer(args) -> None:
 
 def _use_prompts(args) -> None:
     """Validate --prompts before anything loads and point the loaders at it."""
-    import os
-
     from .datasets import check_prompts
     if getattr(args, "prompts", None) is None:
         return

@@ -14,13 +14,13 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from .datasets import load_dilemmas, load_prompts
+from .datasets import load_dilemmas, load_mmlu, load_prompts
+from .errors import ServiceError
 from .gates import make_gate, resolve_kind
 from .methods import METHODS, MethodConfig, baselines, get_method
 from .metrics import FluencyBounds
 from .models import model_identity
 from .settings import config_for, gate_threshold_for, load_settings
-from .errors import ServiceError
 from .stats import BOOTSTRAP_N, bootstrap_ci, holm, mcnemar_p, paired_bootstrap_ci
 from .values import VALUE_NAMES, canonical
 
@@ -97,7 +97,6 @@ def capability_rows(mmlu: int | None = None, n: int | None = None) -> tuple[list
     test prompt (all categories), or the first ``mmlu`` MMLU test questions through
     ``datasets`` (needs the hub; a clear :class:`~conva_nb.errors.ServiceError` without)."""
     if mmlu:
-        from .datasets import load_mmlu
         try:
             rows = load_mmlu(limit=mmlu)
         except Exception as err:   # datasets raises many kinds when the hub is unreachable
@@ -161,7 +160,6 @@ def evaluate(runner, judge, values=None, methods=None, settings=None, touche=Non
         bounds = FluencyBounds(**bounds)
     bounds = bounds or fluency_bounds(runner)
     cap_rows, cap_set = capability_rows(mmlu, n_capability)
-    none_cap = runner.capability(MethodConfig("none", values[0]), cap_rows)
     rows = []
     for value in tqdm(values, desc="evaluate", disable=not progress):
         qs = [r["prompt"] for r in load_prompts("value", value, split)][:n_prompts]

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from conva_nb.values import VALUE_NAMES
 from conva_nb.datasets import load_prompts
+from conva_nb.values import VALUE_NAMES
 
 
 def run(*args):
