@@ -103,7 +103,8 @@ def cmd_probe(args) -> None:
     best = bank.best_layer(middle_layers(bank))
     neg = negation_control_accuracy(model, tok, bank, best)
     layers = [{"layer": l, "train_acc": round(float(bank.train_acc[i]), 4),
-               "select_acc": round(float(bank.select_acc[i]), 4), "test_acc": round(float(bank.test_acc[i]), 4), "C": float(bank.C[i]),
+               "select_acc": round(float(bank.select_acc[i]), 4),
+               "test_acc": round(float(bank.test_acc[i]), 4), "C": float(bank.C[i]),
                "w_norm": round(float(bank.w_norm[i]), 6)} for i, l in enumerate(bank.layers)]
     out = {"value": bank.value, "data": bank.data, "pooling": bank.pooling, "layers": layers,
            "selected_layers": bank.select_layers(), "best_middle_layer": best,

@@ -84,14 +84,6 @@ def _ci(x) -> list[float]:
     return [round(v, 4) for v in bootstrap_ci(x)]
 
 
-def _retention_ci(acc, base) -> list[float]:
-    """Bootstrap interval of ``mean(acc) / mean(base)`` over resampled questions (paired)."""
-    acc, base = np.asarray(acc, float), np.asarray(base, float)
-    idx = np.random.default_rng(0).integers(0, acc.size, size=(BOOTSTRAP_N, acc.size))
-    r = acc[idx].mean(1) / np.maximum(base[idx].mean(1), 1e-9)
-    return [round(float(np.quantile(r, 0.025)), 4), round(float(np.quantile(r, 0.975)), 4)]
-
-
 def capability_rows(mmlu: int | None = None, n: int | None = None) -> tuple[list[dict], str]:
     """The capability questions and a sentence naming them: every shipped value-irrelevant
     test prompt (all categories), or the first ``mmlu`` MMLU test questions through
@@ -139,7 +131,7 @@ def evaluate(runner, judge, values=None, methods=None, settings=None, touche=Non
     Returns ``{"rows": [...], "summary": {...}, "seconds", "computed", ...}``; each row
     holds ``value, method, fcsr, fcsr_ci, csr, csr_ci, fr, fr_ci, capability, retention,
     retention_ci, dilemma_acc, dilemma_ci, gate_open_rate, csr_opposing, fluent_setting,
-    p_vs_none, p_vs_none_holm, config`` and, for ConVA rules, ``p_vs_<baseline>[_holm]``
+    p_vs_none, p_vs_none_holm, config`` and, for the ``conva`` role, ``p_vs_<baseline>[_holm]``
     and the paired difference to the best baseline (see :data:`STAT_METHOD`). ``bounds``:
     fluency bounds to reuse (default: those of the calibrated settings, else calibrated
     now on the unsteered answers to the dev prompts). ``n_prompts``: use only the first
@@ -204,7 +196,8 @@ def _value_rows(value: str, res: dict, settings: dict, n: int) -> list[dict]:
                "fr_ratio": round(r["fr"] / max(base_r["fr"], 1e-9), 4),
                "capability": round(r["capability"], 4),
                "retention": round(r["capability"] / max(np.mean(base_r["cap_rows"]), 1e-9), 4),
-               "retention_ci": _retention_ci(r["cap_rows"], base_r["cap_rows"]),
+               "retention_ci": [round(x, 4) for x in paired_bootstrap_ci(
+                   r["cap_rows"], base_r["cap_rows"], ratio=True)],
                "ref_loglik": round(r["ref_loglik"], 4), "mean_score": round(r["mean_score"], 4),
                "gate_open_rate": round(float(np.mean(r["gate_open"])), 4),
                "capability_gate_open_rate": round(r["cap_gate_open"], 4),
@@ -218,7 +211,7 @@ def _value_rows(value: str, res: dict, settings: dict, n: int) -> list[dict]:
             row["p_vs_none"] = round(mcnemar_p(r["fluent_success"], base_r["fluent_success"]), 6)
             if "dilemma" in r:
                 row["dilemma_p_vs_none"] = round(mcnemar_p(r["dilemma"], base_r["dilemma"]), 6)
-        if get_method(m).role == "conva" or m == "conva-token":
+        if get_method(m).role == "conva":
             for b in base:
                 row[f"p_vs_{b}"] = round(mcnemar_p(r["fluent_success"],
                                                    res[b][1]["fluent_success"]), 6)
@@ -276,8 +269,8 @@ def summarize(rows: list[dict]) -> dict:
                          for m in methods} for k in ("fcsr", "csr", "fr", "retention")}
     out["no_fluent_setting"] = {m: [v for v in values if by[v, m].get("fluent_setting") is False]
                                 for m in methods}
-    for c in [m for m in ("conva", "conva-token") if m in methods]:
-        tag = "conva" if c == "conva" else "conva_token"
+    for c in [m for m in methods if get_method(m).role == "conva"]:
+        tag = c.replace("-", "_")
         rs = [by[v, c] for v in values]
         out[f"{tag}_significant_vs_none"] = [r["value"] for r in rs if r.get(
             "p_vs_none_holm", 1) < ALPHA and r["fcsr"] > by[r["value"], "none"]["fcsr"]]

@@ -24,20 +24,21 @@ def bootstrap_ci(x, statistic=np.mean, level: float = 0.95, n: int = 2000,
     return float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 
-def paired_bootstrap_ci(a, b, level: float = 0.95, n: int = BOOTSTRAP_N, seed: int = 0
-                        ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``mean(a) - mean(b)``, resampling the *pairs*
-    (``a[i]`` and ``b[i]`` are two methods' outcomes on prompt ``i``)."""
+def paired_bootstrap_ci(a, b, level: float = 0.95, n: int = BOOTSTRAP_N, seed: int = 0,
+                        ratio: bool = False) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``mean(a) - mean(b)`` (``ratio``: ``mean(a) /
+    mean(b)``), resampling the *pairs* (``a[i]`` and ``b[i]`` are two methods' outcomes on
+    item ``i``)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired outcomes need equal shapes, got {a.shape} and {b.shape}")
-    d = a - b
-    if d.size == 0:
+    if a.size == 0:
         return float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, d.size, size=(n, d.size))
-    means = d[idx].mean(1)
+    idx = np.random.default_rng(seed).integers(0, a.size, size=(n, a.size))
+    ma, mb = a[idx].mean(1), b[idx].mean(1)
+    stat = ma / np.maximum(mb, 1e-9) if ratio else ma - mb
     lo = (1 - level) / 2
-    return float(np.quantile(means, lo)), float(np.quantile(means, 1 - lo))
+    return float(np.quantile(stat, lo)), float(np.quantile(stat, 1 - lo))
 
 
 def mcnemar_p(a, b) -> float:

@@ -11,6 +11,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shipped_results_untouched():
+    """No test may rewrite the package's shipped settings or table (a CLI run without
+    --out writes there): compare their bytes before and after the session."""
+    d = Path(__file__).resolve().parents[1] / "conva_nb" / "settings"
+    before = {p.name: p.read_bytes() for p in sorted(d.glob("*.json"))}
+    yield
+    after = {p.name: p.read_bytes() for p in sorted(d.glob("*.json"))}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests rewrote shipped files in conva_nb/settings: {changed}"
+
+
 @pytest.fixture(scope="session")
 def embedded():
     """The real embedded model and tokenizer (converted once into the user cache)."""

@@ -73,12 +73,14 @@ def test_empty_and_malformed_prompt_files(tmp_path):
     r = run("evaluate", "--prompts", str(d), "--judge", "llm", "--judge-model", "m")
     assert r.returncode == 2 and "value_prompts.jsonl" in r.stderr and "no rows" in r.stderr
     (d / "value_prompts.jsonl").write_text('{"id": "x", "value": "power", "prompt": "Hi?"\n')
-    r = run("calibrate", "--value", "power", "--prompts", str(d))
+    out = tmp_path / "settings.json"
+    r = run("calibrate", "--value", "power", "--prompts", str(d), "--out", str(out))
     assert r.returncode == 2 and "value_prompts.jsonl:1: not valid JSON" in r.stderr
     (d / "value_prompts.jsonl").write_text(json.dumps(
         {"id": "x", "value": "power", "prompt": " ", "split": "dev"}) + "\n")
-    r = run("calibrate", "--value", "power", "--prompts", str(d))
+    r = run("calibrate", "--value", "power", "--prompts", str(d), "--out", str(out))
     assert r.returncode == 2 and "field 'prompt' is missing or empty" in r.stderr
+    assert not out.exists()
     r = run("evaluate", "--prompts", str(tmp_path / "nowhere"))
     assert r.returncode == 2 and "not a directory" in r.stderr
     assert "loading model" not in r.stderr

@@ -33,6 +33,12 @@ def test_paired_bootstrap_against_scipy():
                        vectorized=True).confidence_interval
     assert ours[0] == pytest.approx(ref.low, abs=0.02)
     assert ours[1] == pytest.approx(ref.high, abs=0.02)
+    ratio = S.paired_bootstrap_ci(a, b, n=20000, seed=1, ratio=True)
+    ref = ss.bootstrap((a, b), lambda x, y, axis=-1: x.mean(axis) / y.mean(axis), paired=True,
+                       n_resamples=20000, method="percentile", random_state=1,
+                       vectorized=True).confidence_interval
+    assert ratio[0] == pytest.approx(ref.low, abs=0.04)
+    assert ratio[1] == pytest.approx(ref.high, abs=0.04)
     unpaired = ss.bootstrap((a,), np.mean).confidence_interval   # sanity: CI holds mean(a)
     assert unpaired.low <= a.mean() <= unpaired.high
     with pytest.raises(ValueError, match="equal shapes"):
